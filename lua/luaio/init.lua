@@ -1,0 +1,119 @@
+-- luaio: the `aio` facade. The native core (sched.c, host.c, ...) is passed
+-- in as `core`; this file adds what is policy rather than speed.
+local core = ...
+local aio = {}
+
+for _, name in ipairs { "run", "spawn", "sleep", "now", "current_task", "all_tasks",
+                        "stats", "set_debug", "is_error", "version" } do
+  aio[name] = core[name]
+end
+
+local hooks = core.hooks
+hooks.spawn = core.spawn
+
+-- Raise a new luaio error: aio.raise("TimeoutError", "msg", {extra fields})
+local new_error = core.error
+function aio.new_error(name, message, fields) return new_error(name, message, fields) end
+local function raise(name, message, fields, level)
+  error(new_error(name, message, fields), level or 2)
+end
+aio.raise = raise
+
+-- A `require` that may wait: a Lua loader runs as a plain Lua call, so a
+-- module whose top level calls waiting functions loads inside a task.
+local package, type, error, select = package, type, error, select
+local function yieldable_require(name)
+  local loaded = package.loaded[name]
+  if loaded ~= nil then return loaded end
+  if type(name) ~= "string" then error("bad argument #1 to 'require' (string expected, got " .. type(name) .. ")", 2) end
+  local msgs = {}
+  for _, searcher in ipairs(package.searchers) do
+    local loader, extra = searcher(name)
+    if type(loader) == "function" then
+      local r = loader(name, extra)
+      if r ~= nil then package.loaded[name] = r
+      elseif package.loaded[name] == nil then package.loaded[name] = true end
+      return package.loaded[name], extra
+    elseif type(loader) == "string" then
+      msgs[#msgs + 1] = "\n\t" .. loader
+    end
+  end
+  error(("module '%s' not found:%s"):format(name, table.concat(msgs)), 2)
+end
+_G.require = yieldable_require
+
+-- os.exit inside a running loop must not close the state under the loop's
+-- feet: it flushes and leaves without closing.
+local real_exit = os.exit
+os.exit = function(code, close)
+  io.stdout:flush()
+  io.stderr:flush()
+  if core.current_task() then close = false end
+  return real_exit(code, close)
+end
+
+-- JSON (lua-cjson), with decode errors that name the position.
+do
+  local ok, cjson = pcall(require, "cjson")
+  if ok then
+    local json = cjson.new()
+    json.encode_sparse_array(true)
+    local decode = json.decode
+    aio.json = {
+      encode = json.encode,
+      decode = function(s)
+        if type(s) ~= "string" then error("aio.json.decode: string expected, got " .. type(s), 2) end
+        local okd, v = pcall(decode, s)
+        if not okd then error("aio.json.decode: " .. tostring(v), 2) end
+        return v
+      end,
+      null = json.null,
+    }
+  end
+end
+
+require("luaio.combinators")(aio, core)
+require("luaio.sync")(aio, core)
+require("luaio.queue")(aio, core)
+
+-- Debug mode: warnings for tasks that hold the loop too long.
+hooks.slow_task = function(task, took)
+  local where = ""
+  local tb = debug.traceback(task, nil, 0)
+  io.stderr:write(("luaio: slow task %s ran %.3f s without yielding%s\n"):format(
+    task.name, took, tb and ("\n" .. tb) or where))
+end
+
+-- Interactive prompt: each line runs inside the loop, in the main task.
+function aio.repl()
+  io.write(core.version(), "\n")
+  while true do
+    io.write("> ")
+    io.flush()
+    local line = io.read("l")
+    if not line then io.write("\n") break end
+    local chunk, err = load("return " .. line, "=stdin")
+    if not chunk then chunk, err = load(line, "=stdin") end
+    while not chunk and err and err:match("<eof>$") do
+      io.write(">> ")
+      io.flush()
+      local more = io.read("l")
+      if not more then break end
+      line = line .. "\n" .. more
+      chunk, err = load(line, "=stdin")
+    end
+    if not chunk then
+      io.stderr:write(err, "\n")
+    else
+      local r = table.pack(xpcall(chunk, debug.traceback))
+      if not r[1] then io.stderr:write(tostring(r[2]), "\n")
+      elseif r.n > 1 then
+        for i = 2, r.n do r[i] = tostring(r[i]) end
+        print(table.unpack(r, 2, r.n))
+      end
+    end
+  end
+end
+
+package.loaded.luaio = aio
+return aio

@@ -1,0 +1,204 @@
+-- Queue, PriorityQueue, LifoQueue (asyncio's queues.py semantics).
+-- A put wakes one getter, which takes the item itself when it runs: an item
+-- is never handed to a task that may be cancelled before it looks at it.
+return function(aio, core)
+  local suspend, wake, current_task, new_error = core.suspend, core.wake, core.current_task, core.error
+  local F = aio._fifo
+  local fifo, push, remove, wake_first = F.new, F.push, F.remove, F.wake_first
+  local error, setmetatable, type = error, setmetatable, type
+
+  local function need_task(fname)
+    local me = current_task()
+    if not me then error(fname .. " must be called inside a task (wrap your code in aio.run)", 3) end
+    return me
+  end
+
+  local function raise(name, msg) error(new_error(name, msg), 3) end
+
+  local Queue = {}
+  Queue.__index = Queue
+  Queue.__name = "luaio.Queue"
+
+  -- storage strategies: FIFO ring, LIFO stack, binary heap
+  local fifo_store = {
+    init = function(q) q._head, q._tail = 1, 0 end,
+    put = function(q, x) local t = q._tail + 1; q._tail = t; q._items[t] = x end,
+    get = function(q)
+      local h = q._head
+      local x = q._items[h]
+      q._items[h] = nil
+      q._head = h + 1
+      return x
+    end,
+  }
+  local lifo_store = {
+    init = function(q) q._head, q._tail = 1, 0 end,
+    put = fifo_store.put,
+    get = function(q)
+      local t = q._tail
+      local x = q._items[t]
+      q._items[t] = nil
+      q._tail = t - 1
+      return x
+    end,
+  }
+
+  local function prio_key(x)
+    if type(x) == "table" then return x[1] end
+    return x
+  end
+  local function before(a, b) -- entries are { key, seq, item }
+    if a[1] == b[1] then return a[2] < b[2] end
+    return a[1] < b[1]
+  end
+  local heap_store = {
+    init = function(q) q._head, q._tail, q._seq = 1, 0, 0 end,
+    put = function(q, x)
+      local items = q._items
+      q._seq = q._seq + 1
+      local e = { prio_key(x), q._seq, x }
+      local i = q._tail + 1
+      q._tail = i
+      while i > 1 do
+        local p = i // 2
+        if not before(e, items[p]) then break end
+        items[i] = items[p]
+        i = p
+      end
+      items[i] = e
+    end,
+    get = function(q)
+      local items, n = q._items, q._tail
+      local top, last = items[1], items[n]
+      items[n] = nil
+      n = n - 1
+      q._tail = n
+      if n > 0 then
+        local i = 1
+        while true do
+          local c = 2 * i
+          if c > n then break end
+          if c < n and before(items[c + 1], items[c]) then c = c + 1 end
+          if not before(items[c], last) then break end
+          items[i] = items[c]
+          i = c
+        end
+        items[i] = last
+      end
+      return top[3]
+    end,
+  }
+
+  local function make(maxsize, store, fname)
+    maxsize = maxsize or 0
+    if type(maxsize) ~= "number" or maxsize ~= maxsize then
+      error(fname .. ": maxsize must be a number, got " .. tostring(maxsize), 3)
+    end
+    local q = setmetatable({ _maxsize = maxsize, _items = {}, _store = store,
+      _getters = fifo(), _putters = fifo(), _unfinished = 0,
+      _finished = aio.Event(), _shutdown = false }, Queue)
+    q._finished:set()
+    store.init(q)
+    return q
+  end
+
+  function aio.Queue(maxsize) return make(maxsize, fifo_store, "aio.Queue") end
+  function aio.LifoQueue(maxsize) return make(maxsize, lifo_store, "aio.LifoQueue") end
+  function aio.PriorityQueue(maxsize) return make(maxsize, heap_store, "aio.PriorityQueue") end
+
+  function Queue:qsize()
+    if self._store == heap_store then return self._tail end
+    return self._tail - self._head + 1
+  end
+  function Queue:maxsize() return self._maxsize end
+  function Queue:empty() return self:qsize() == 0 end
+  function Queue:full() return self._maxsize > 0 and self:qsize() >= self._maxsize end
+
+  function Queue:put_nowait(x)
+    if self._shutdown then raise("QueueShutDown", "the queue is shut down") end
+    if self._maxsize > 0 and self:qsize() >= self._maxsize then raise("QueueFull", "the queue is full") end
+    self._store.put(self, x)
+    self._unfinished = self._unfinished + 1
+    self._finished._set = false
+    local g = self._getters
+    if g.first <= g.last then wake_first(g, g) end
+  end
+
+  function Queue:get_nowait()
+    if self:qsize() == 0 then
+      if self._shutdown then raise("QueueShutDown", "the queue is shut down and empty") end
+      raise("QueueEmpty", "the queue is empty")
+    end
+    local x = self._store.get(self)
+    local p = self._putters
+    if p.first <= p.last then wake_first(p, p) end
+    return x
+  end
+
+  function Queue:put(x)
+    while self._maxsize > 0 and self:qsize() >= self._maxsize and not self._shutdown do
+      local me = need_task("queue:put")
+      local p = self._putters
+      push(p, me)
+      local ok, err = suspend(p)
+      if not ok then
+        remove(p, me)
+        -- a wake-up we may have consumed goes to the next putter
+        if not self:full() then wake_first(p, p) end
+        error(err, 0)
+      end
+    end
+    return self:put_nowait(x)
+  end
+
+  function Queue:get()
+    while self:qsize() == 0 and not self._shutdown do
+      local me = need_task("queue:get")
+      local g = self._getters
+      push(g, me)
+      local ok, err = suspend(g)
+      if not ok then
+        remove(g, me)
+        if self:qsize() > 0 then wake_first(g, g) end
+        error(err, 0)
+      end
+    end
+    return self:get_nowait()
+  end
+
+  function Queue:task_done()
+    if self._unfinished <= 0 then
+      error(new_error("ValueError", "task_done() called more times than there were items"), 2)
+    end
+    self._unfinished = self._unfinished - 1
+    if self._unfinished == 0 then self._finished:set() end
+  end
+
+  function Queue:join()
+    if self._unfinished > 0 then self._finished:wait() end
+  end
+
+  function Queue:shutdown(immediate)
+    self._shutdown = true
+    if immediate then
+      while self:qsize() > 0 do
+        self._store.get(self)
+        if self._unfinished > 0 then self._unfinished = self._unfinished - 1 end
+      end
+      if self._unfinished == 0 then self._finished:set() end
+    end
+    for _, q in ipairs { self._getters, self._putters } do
+      while wake_first(q, q) do end
+    end
+  end
+
+  -- a queue is iterable with the generic for: items until shut down and empty
+  function Queue:items()
+    return function()
+      local ok, x = pcall(self.get, self)
+      if ok then return x end
+      if aio.is_error(x, "QueueShutDown") then return nil end
+      error(x, 0)
+    end
+  end
+end

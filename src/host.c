@@ -1,0 +1,246 @@
+/*
+** host.c — a luaio host: one lua_State and one scheduler on one uv loop;
+** aio.run and luaio_run_main drive the loop until a main task ends.
+*/
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lualib.h>
+#include "luaio_int.h"
+
+void luaio_sched_free(luaio_host *h);
+
+typedef struct { luaio_host *h; } host_ref;
+
+luaio_host *luaio_host_get(lua_State *L) {
+  luaio_host *h = NULL;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUAIO_HOST_KEY) == LUA_TUSERDATA)
+    h = ((host_ref *)lua_touserdata(L, -1))->h;
+  lua_pop(L, 1);
+  return h;
+}
+
+luaio_host *luaio_host_of(lua_State *L) { return luaio_host_get(L); }
+lua_State *luaio_host_state(luaio_host *h) { return h->L; }
+uv_loop_t *luaio_host_loop(luaio_host *h) { return h->loop; }
+
+static void close_walk(uv_handle_t *handle, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(handle)) uv_close(handle, NULL);
+}
+
+/* Close the scheduler's handles and, for an owned loop, everything else. */
+static void host_teardown(luaio_host *h) {
+  if (h->closing == 2) return;
+  h->closing = 2;
+  luaio_sched_close(h);
+  if (h->owns_loop) {
+    uv_walk(h->loop, close_walk, NULL);
+    uv_run(h->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(h->loop) != 0) fprintf(stderr, "luaio: loop still busy at close\n");
+  } else {
+    /* only our own handles are closing: a few non-blocking turns finish them */
+    for (int i = 0; i < 4; i++) uv_run(h->loop, UV_RUN_NOWAIT);
+  }
+  luaio_sched_free(h);
+}
+
+static int hostref_gc(lua_State *L) {
+  host_ref *ref = lua_touserdata(L, 1);
+  luaio_host *h = ref->h;
+  if (!h) return 0;
+  ref->h = NULL;
+  h->closing = h->closing ? h->closing : 1;
+  host_teardown(h);
+  if (!h->owns_state) free(h);
+  return 0;
+}
+
+/* Attach a new host to L (called once per state, by luaopen_luaio). */
+luaio_host *luaio_host_attach(lua_State *L, uv_loop_t *loop) {
+  luaio_host *h = calloc(1, sizeof *h);
+  if (!h) return NULL;
+  if (loop) h->loop = loop;
+  else {
+    h->loop = &h->own_loop;
+    if (uv_loop_init(h->loop) != 0) { free(h); return NULL; }
+    h->owns_loop = 1;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  h->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  h->slow_callback = 0.1;
+  host_ref *ref = lua_newuserdatauv(L, sizeof *ref, 0);
+  ref->h = h;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, hostref_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, LUAIO_HOST_KEY);
+  lua_newtable(L);
+  h->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  h->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  luaio_sched_init(h);
+  const char *dbg = getenv("LUAIO_DEBUG");
+  if (dbg && *dbg && strcmp(dbg, "0") != 0) h->debug = 1;
+  return h;
+}
+
+luaio_host *luaio_host_new(uv_loop_t *loop) {
+  extern _Thread_local uv_loop_t *luaio_borrow_loop;
+  lua_State *L = luaL_newstate();
+  if (!L) return NULL;
+  luaL_openlibs(L);
+  luaio_borrow_loop = loop;
+  luaL_requiref(L, "luaio", luaopen_luaio, 0);
+  luaio_borrow_loop = NULL;
+  lua_pop(L, 1);
+  luaio_host *h = luaio_host_get(L);
+  if (!h) { lua_close(L); return NULL; }
+  h->owns_state = 1;
+  return h;
+}
+
+/* ---- running until a task ends ---------------------------------------- */
+
+static void on_signal(uv_signal_t *sig, int signum) {
+  luaio_host *h = sig->data;
+  if (h->main && h->main->state < TASK_DONE && !h->sigint_seen) {
+    h->sigint_seen = signum;
+    lua_pushstring(h->L, signum == SIGINT ? "SIGINT" : "SIGTERM");
+    luaio_cancel(h->L, h->main, lua_gettop(h->L));
+    lua_pop(h->L, 1);
+    return;
+  }
+  /* a second signal while cleaning up: stop at once */
+  uv_signal_stop(sig);
+  signal(signum, SIG_DFL);
+  raise(signum);
+}
+
+static void push_deadlock(lua_State *co) {
+  luaio_push_error(co, "DeadlockError", NULL,
+                   "the main task waits, but no timer, I/O or ready task is left to wake it");
+}
+
+/* Cancel every pending task and let them unwind. */
+static void cancel_rest(luaio_host *h) {
+  lua_State *L = h->L;
+  for (int round = 0; round < 5 && h->pending > 0; round++) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->anchors_ref);
+    for (uint32_t i = 1; i <= h->slot_top; i++) {
+      if (lua_rawgeti(L, -1, i) == LUA_TUSERDATA) luaio_cancel(L, lua_touserdata(L, -1), 0);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    while (h->pending > 0) {
+      uv_run(h->loop, UV_RUN_ONCE);
+      if (h->ring_len == 0 && !uv_loop_alive(h->loop)) break;
+    }
+  }
+}
+
+static void run_until(luaio_host *h, luaio_task *t) {
+  uv_signal_t sigint, sigterm;
+  h->running = 1;
+  h->main = t;
+  h->sigint_seen = 0;
+  t->flags |= TF_MAIN;
+  uv_signal_init(h->loop, &sigint);
+  uv_signal_init(h->loop, &sigterm);
+  sigint.data = sigterm.data = h;
+  uv_signal_start(&sigint, on_signal, SIGINT);
+  uv_signal_start(&sigterm, on_signal, SIGTERM);
+  uv_unref((uv_handle_t *)&sigint);
+  uv_unref((uv_handle_t *)&sigterm);
+  while (t->state < TASK_DONE) {
+    uv_run(h->loop, UV_RUN_ONCE);
+    if (t->state < TASK_DONE && h->ring_len == 0 && !uv_loop_alive(h->loop)) {
+      if (t->state == TASK_WAITING) {
+        if (t->on_cancel) { luaio_cancel_fn fn = t->on_cancel; t->on_cancel = NULL; fn(t->cancel_data); }
+        push_deadlock(t->co);
+        luaio_wake_error(t);
+      } else break;
+    }
+  }
+  cancel_rest(h);
+  uv_close((uv_handle_t *)&sigint, NULL);
+  uv_close((uv_handle_t *)&sigterm, NULL);
+  uv_run(h->loop, UV_RUN_NOWAIT);
+  h->main = NULL;
+  h->running = 0;
+  lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->hooks_ref);
+  if (lua_getfield(h->L, -1, "loop_closed") == LUA_TFUNCTION) {
+    if (lua_pcall(h->L, 0, 0, 0) != LUA_OK) lua_pop(h->L, 1);
+  } else lua_pop(h->L, 1);
+  lua_pop(h->L, 1);
+  lua_gc(h->L, LUA_GCCOLLECT);   /* lost failed tasks report now, not at exit */
+}
+
+int luaio_run_main(luaio_host *h, luaio_task *t, int *nresults) {
+  lua_State *L = h->L;
+  int top = lua_gettop(L);
+  luaio_push_task(L, t);     /* keep it alive past its end */
+  int ti = lua_gettop(L);
+  run_until(h, t);
+  int n = luaio_task_results(t, L);
+  int status = t->state == TASK_DONE ? LUA_OK : LUA_ERRRUN;
+  lua_remove(L, ti);
+  if (nresults) *nresults = lua_gettop(L) - top;
+  (void)n;
+  return status;
+}
+
+/* aio.run(fn, ...) */
+static int l_run(lua_State *L) {
+  luaio_host *h = luaio_upvalue_host(L);
+  if (h->running || luaio_current(L))
+    return luaL_error(L, "aio.run cannot be called while a loop is running (it is not re-entrant)");
+  luaL_checkany(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->hooks_ref);
+  lua_getfield(L, -1, "spawn");
+  lua_remove(L, -2);
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  luaio_task *t = luaio_check_task(L, 1);
+  run_until(h, t);
+  int n = luaio_task_results(t, L);
+  if (t->state == TASK_DONE) return n;
+  return lua_error(L);
+}
+
+static int l_set_debug(lua_State *L) {
+  luaio_host *h = luaio_upvalue_host(L);
+  h->debug = lua_toboolean(L, 1);
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "slow_callback");
+    if (lua_isnumber(L, -1)) h->slow_callback = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static int l_get_debug(lua_State *L) {
+  luaio_host *h = luaio_upvalue_host(L);
+  lua_pushboolean(L, h->debug);
+  lua_pushnumber(L, h->slow_callback);
+  return 2;
+}
+
+void luaio_open_host(lua_State *L, luaio_host *h) {
+  static const luaL_Reg funcs[] = {
+    {"run", l_run}, {"set_debug", l_set_debug}, {"get_debug", l_get_debug}, {NULL, NULL}};
+  lua_pushlightuserdata(L, h);
+  luaL_setfuncs(L, funcs, 1);
+}
+
+void luaio_host_free(luaio_host *h) {
+  if (!h) return;
+  lua_State *L = h->L;
+  if (h->pending > 0 && !h->running) cancel_rest(h);
+  h->closing = 1;
+  lua_close(L);              /* its host ref's __gc tears the loop side down */
+  free(h);
+}

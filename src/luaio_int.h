@@ -1,0 +1,124 @@
+/* luaio_int.h — internals shared by the native core's files. */
+#ifndef LUAIO_INT_H
+#define LUAIO_INT_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+#include "luaio.h"
+
+/* A deadline in the host's timer heap (sleep, call_later, stream timeouts). */
+typedef struct luaio_timer luaio_timer;
+struct luaio_timer {
+  uint64_t due;          /* uv_now() milliseconds */
+  uint32_t seq;          /* FIFO order among equal deadlines */
+  uint32_t slot;         /* heap index + 1; 0 when not armed */
+  void (*fire)(luaio_timer *tm);
+};
+
+enum { TASK_READY, TASK_RUNNING, TASK_WAITING, TASK_DONE, TASK_FAILED, TASK_CANCELLED };
+
+enum {
+  TF_STARTED = 1,        /* the coroutine has been resumed once */
+  TF_CANCEL = 2,         /* a cancellation waits for the next suspension point */
+  TF_RAISE = 4,          /* the next resume makes the waiting call raise */
+  TF_RETRIEVED = 8,      /* someone looked at the error */
+  TF_MAIN = 16,
+  TF_HAS_EXTRAS = 32,    /* uservalue 2 holds a table (callbacks, name, ...) */
+};
+
+struct luaio_task {
+  luaio_host *host;
+  lua_State *co;
+  luaio_timer timer;
+  luaio_cancel_fn on_cancel;   /* how to abort the current native wait */
+  void *cancel_data;
+  const void *owner;           /* what a Lua-level wait waits on */
+  lua_KFunction k;             /* continuation of the native wait */
+  lua_KContext kctx;
+  uint32_t anchor;             /* slot in the pending table; 0 once ended */
+  uint32_t id;
+  int nargs;                   /* values pushed on co for the next resume */
+  uint16_t cancels;            /* cancellation requests not yet uncancelled */
+  uint8_t state, flags;
+  double run_since;            /* debug mode: when it was resumed */
+};
+
+typedef struct luaio_post_item {
+  struct luaio_post_item *next;
+  void (*fn)(luaio_host *h, void *arg);
+  void *arg;
+} luaio_post_item;
+
+struct luaio_host {
+  uv_loop_t *loop, own_loop;
+  int owns_loop;
+  lua_State *L;
+  int owns_state;
+  uv_idle_t idle;      /* keeps poll from blocking while tasks are ready */
+  uv_check_t check;    /* drains the ready queue after each poll */
+  uv_timer_t timer;    /* armed for the earliest deadline of the heap */
+  uv_async_t async;    /* luaio_post wake-ups from other threads */
+  uv_mutex_t post_lock;
+  luaio_post_item *posted;
+  /* ready queue: ring of task pointers */
+  luaio_task **ring;
+  uint32_t ring_cap, ring_head, ring_len;
+  /* timer heap */
+  luaio_timer **heap;
+  uint32_t heap_len, heap_cap, timer_seq;
+  uint64_t armed_due;
+  /* pending tasks: slots of the anchor table, free list in C */
+  uint32_t *free_slots, free_len, free_cap, slot_top;
+  int anchors_ref;     /* registry ref: table slot -> Task userdata */
+  int hooks_ref;       /* registry ref: table of Lua hooks (on_done, ...) */
+  luaio_task *current;
+  luaio_task *main;
+  uint32_t task_seq, pending;
+  uint64_t switches, iterations;
+  int handles;         /* resources (streams, servers, ...) open */
+  int running;         /* inside luaio_run_main */
+  int closing;
+  int debug;
+  double slow_callback;
+  int sigint_seen;      /* the signal that cancelled the main task */
+};
+
+/* sched.c */
+extern char luaio_yield_marker;
+void luaio_sched_init(luaio_host *h);
+void luaio_sched_close(luaio_host *h);
+void luaio_ready(luaio_task *t);
+int luaio_cancel(lua_State *L, luaio_task *t, int msg_idx);
+void luaio_timer_arm(luaio_host *h, luaio_timer *tm, double seconds);
+void luaio_timer_disarm(luaio_host *h, luaio_timer *tm);
+luaio_task *luaio_check_task(lua_State *L, int idx);
+void luaio_open_sched(lua_State *L, luaio_host *h);
+void luaio_drain(luaio_host *h);
+void luaio_push_task(lua_State *L, luaio_task *t);
+int luaio_uncaught_report(lua_State *L, luaio_task *t);
+
+/* host.c */
+luaio_host *luaio_host_get(lua_State *L);  /* from the registry */
+#define LUAIO_HOST_KEY "luaio.host"
+#define LUAIO_ERROR_MT "luaio.Error"
+#define LUAIO_TASK_MT "luaio.Task"
+
+/* errors.c */
+void luaio_open_errors(lua_State *L);
+void luaio_push_uverror(lua_State *L, const char *name, int uverr, const char *what);
+int luaio_uverror(lua_State *L, const char *name, int uverr, const char *what);
+
+/* coro.c */
+void luaio_open_coro(lua_State *L);
+
+/* module.c: embedded Lua sources */
+int luaio_load_embedded(lua_State *L, const char *modname);
+
+static inline luaio_host *luaio_upvalue_host(lua_State *L) {
+  return (luaio_host *)lua_touserdata(L, lua_upvalueindex(1));
+}
+
+#endif

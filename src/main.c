@@ -1,0 +1,129 @@
+/*
+** main.c — the `luaio` command: runs a script's top level as the main task.
+**   luaio script.lua [args]   luaio -e 'code'   luaio -   luaio (prompt)   luaio -v
+** Exit status: 0 success, 1 uncaught error, 130 interrupted by SIGINT.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "luaio_int.h"
+
+static const char *progname = "luaio";
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: %s [options] [script [args]]\n"
+          "  -e code   run the string 'code' as the main task\n"
+          "  -v        show version information\n"
+          "  -         run standard input as the script\n"
+          "  (none)    interactive prompt when standard input is a terminal\n",
+          progname);
+}
+
+/* arg table as the standalone lua builds it: script at 0, options below */
+static void set_arg(lua_State *L, char **argv, int argc, int script) {
+  lua_createtable(L, argc - script, script + 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+/* Report the main task's failure; returns the exit status. */
+static int report(luaio_host *h, luaio_task *t) {
+  lua_State *L = h->L;
+  int err = lua_gettop(L);
+  if (lua_type(L, err) == LUA_TTABLE) {
+    lua_getfield(L, err, "name");
+    lua_getfield(L, err, "message");
+    int sigint = lua_isstring(L, -2) && strcmp(lua_tostring(L, -2), "CancelledError") == 0 &&
+                 lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "SIGINT") == 0;
+    lua_pop(L, 2);
+    if (sigint) return 130;
+  }
+  const char *tb = NULL;
+  lua_pushvalue(L, -2);     /* the task object */
+  tb = luaio_task_traceback(t, L);
+  if (tb) fprintf(stderr, "%s: %s\n", progname, tb);
+  else fprintf(stderr, "%s: %s\n", progname, luaL_tolstring(L, err, NULL));
+  fflush(stderr);
+  return 1;
+}
+
+static int run_task_main(luaio_host *h, int nargs) {
+  lua_State *L = h->L;
+  luaio_task *t = luaio_spawn(h, nargs);
+  int ti = lua_gettop(L);
+  int n = 0;
+  int status = luaio_run_main(h, t, &n);
+  if (status == LUA_OK) { lua_settop(L, ti - 1); return 0; }
+  int code = report(h, t);
+  lua_settop(L, ti - 1);
+  return code;
+}
+
+static int load_error(lua_State *L) {
+  fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+  lua_pop(L, 1);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  if (argv[0] && argv[0][0]) progname = argv[0];
+  int i = 1, code = 0, ran = 0;
+  luaio_host *h = luaio_host_new(NULL);
+  if (!h) { fprintf(stderr, "%s: cannot create the host\n", progname); return 1; }
+  lua_State *L = luaio_host_state(h);
+  for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
+    if (strcmp(argv[i], "-v") == 0) {
+      printf("luaio %s  (%s, libuv %s)\n", LUAIO_VERSION, LUA_RELEASE, uv_version_string());
+      ran = 1;
+    } else if (strcmp(argv[i], "-e") == 0) {
+      if (++i >= argc) { usage(); code = 1; goto out; }
+      set_arg(L, argv, argc, 0);
+      if (luaL_loadbuffer(L, argv[i], strlen(argv[i]), "=(command line)") != LUA_OK) {
+        code = load_error(L);
+        goto out;
+      }
+      code = run_task_main(h, 0);
+      ran = 1;
+      if (code) goto out;
+    } else if (strcmp(argv[i], "--") == 0) {
+      i++;
+      break;
+    } else {
+      usage();
+      code = 1;
+      goto out;
+    }
+  }
+  if (i < argc) {
+    const char *script = argv[i];
+    set_arg(L, argv, argc, i);
+    int st = strcmp(script, "-") == 0 ? luaL_loadfile(L, NULL) : luaL_loadfile(L, script);
+    if (st != LUA_OK) { code = load_error(L); goto out; }
+    int nargs = argc - i - 1;
+    luaL_checkstack(L, nargs, "too many arguments");
+    for (int k = i + 1; k < argc; k++) lua_pushstring(L, argv[k]);
+    code = run_task_main(h, nargs);
+  } else if (!ran) {
+    set_arg(L, argv, argc, 0);
+    if (isatty(0)) {
+      lua_getglobal(L, "require");
+      lua_pushliteral(L, "luaio");
+      lua_call(L, 1, 1);
+      lua_getfield(L, -1, "repl");
+      lua_remove(L, -2);
+      code = run_task_main(h, 0);
+    } else {
+      if (luaL_loadfile(L, NULL) != LUA_OK) { code = load_error(L); goto out; }
+      code = run_task_main(h, 0);
+    }
+  }
+out:
+  fflush(stdout);
+  luaio_host_free(h);
+  return code;
+}

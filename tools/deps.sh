@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages luaio needs, only those missing.
+# Usage: tools/deps.sh [extra packages...]
+set -euo pipefail
+want=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev lua-cjson lua-busted
+      curl python3 "$@")
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
