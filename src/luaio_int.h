@@ -114,6 +114,18 @@ int luaio_uverror(lua_State *L, const char *name, int uverr, const char *what);
 /* coro.c */
 void luaio_open_coro(lua_State *L);
 
+/* Native subsystems, one file each. Each adds its functions to the `core`
+** table on top of the stack (with the host as upvalue where needed); the
+** Lua file lua/luaio/<name>.lua, when present, installs the public names. */
+void luaio_open_stream(lua_State *L, luaio_host *h);
+void luaio_open_udp(lua_State *L, luaio_host *h);
+void luaio_open_dns(lua_State *L, luaio_host *h);
+void luaio_open_fs(lua_State *L, luaio_host *h);
+void luaio_open_process(lua_State *L, luaio_host *h);
+void luaio_open_signal(lua_State *L, luaio_host *h);
+void luaio_open_thread(lua_State *L, luaio_host *h);
+void luaio_open_http_parse(lua_State *L, luaio_host *h);
+
 /* module.c: embedded Lua sources */
 int luaio_load_embedded(lua_State *L, const char *modname);
 

@@ -57,6 +57,11 @@ static int l_version(lua_State *L) {
   return 1;
 }
 
+static void (*const subsystems[])(lua_State *L, luaio_host *h) = {
+  luaio_open_stream, luaio_open_udp, luaio_open_dns, luaio_open_fs,
+  luaio_open_process, luaio_open_signal, luaio_open_thread, luaio_open_http_parse,
+};
+
 int luaopen_luaio(lua_State *L) {
   luaio_host *h = luaio_host_get(L);
   if (!h) {
@@ -70,6 +75,7 @@ int luaopen_luaio(lua_State *L) {
   lua_pushcfunction(L, l_version);
   lua_setfield(L, -2, "version");
   luaio_open_coro(L);
+  for (size_t i = 0; i < sizeof subsystems / sizeof subsystems[0]; i++) subsystems[i](L, h);
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->hooks_ref);
   lua_setfield(L, -2, "hooks");
   /* embedded submodules are found by require */

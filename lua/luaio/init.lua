@@ -75,6 +75,10 @@ end
 require("luaio.combinators")(aio, core)
 require("luaio.sync")(aio, core)
 require("luaio.queue")(aio, core)
+-- the subsystems' Lua halves, each installing its public names into aio
+for _, name in ipairs { "streams", "system", "http" } do
+  if package.preload["luaio." .. name] then require("luaio." .. name)(aio, core) end
+end
 
 -- Debug mode: warnings for tasks that hold the loop too long.
 hooks.slow_task = function(task, took)

@@ -1,0 +1,7 @@
+/* process.c — placeholder until the subsystem lands: registers nothing yet. */
+#include "luaio_int.h"
+
+void luaio_open_process(lua_State *L, luaio_host *h) {
+  (void)L;
+  (void)h;
+}

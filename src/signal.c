@@ -1,0 +1,7 @@
+/* signal.c — placeholder until the subsystem lands: registers nothing yet. */
+#include "luaio_int.h"
+
+void luaio_open_signal(lua_State *L, luaio_host *h) {
+  (void)L;
+  (void)h;
+}
