@@ -110,10 +110,8 @@ return function(aio, core)
           if w == false then cancelled_err = e end
         end
         if cancelled_err then error(cancelled_err, 0) end
-        if t:status() ~= "done" then
-          t:error()
-          error(timeout_error(sec), 2)
-        end
+        t:error()
+        error(timeout_error(sec), 2)
       end
     end
     return t:wait()
@@ -206,20 +204,21 @@ return function(aio, core)
   function aio.as_completed(list, timeout)
     if type(list) ~= "table" then error("aio.as_completed: array of tasks or functions expected", 2) end
     local n = list.n or #list
-    local finished, head, handed = {}, 1, 0
+    local finished, head, tail = {}, 1, 0
     local waiter, token = nil, {}
     local deadline = timeout and (core.now() + check_seconds(timeout, "aio.as_completed"))
     local function on_done(t)
-      finished[#finished + 1] = t
+      tail = tail + 1
+      finished[tail] = t
       if waiter then wake(waiter, token) end
     end
     for i = 1, n do
       local t = as_task(list[i], "aio.as_completed", i)
-      if t:done() then finished[#finished + 1] = t else t:add_done_callback(on_done) end
+      if t:done() then on_done(t) else t:add_done_callback(on_done) end
     end
     return function()
-      if handed >= n then return nil end
-      while head > #finished do
+      if head > n then return nil end
+      while head > tail do
         local me = need_task("aio.as_completed")
         local left = deadline and deadline - core.now()
         if left and left <= 0 then error(timeout_error(timeout), 2) end
@@ -229,11 +228,11 @@ return function(aio, core)
         waiter = nil
         if timer then timer:cancel() end
         if not ok then error(why, 0) end
-        if why == "timeout" and head > #finished then error(timeout_error(timeout), 2) end
+        if why == "timeout" and head > tail then error(timeout_error(timeout), 2) end
       end
       local t = finished[head]
       finished[head] = nil
-      head, handed = head + 1, handed + 1
+      head = head + 1
       return t
     end
   end

@@ -1,0 +1,151 @@
+-- Queue, PriorityQueue, LifoQueue (API.md §4).
+local aio = require "luaio"
+
+describe("Queue", function()
+  it("is FIFO, with qsize/empty/full", function()
+    local q = aio.Queue(3)
+    assert.is_true(q:empty())
+    for i = 1, 3 do q:put_nowait(i) end
+    assert.equals(3, q:qsize())
+    assert.is_true(q:full())
+    assert.same({ 1, 2, 3 }, { q:get_nowait(), q:get_nowait(), q:get_nowait() })
+  end)
+
+  it("put_nowait raises QueueFull, get_nowait raises QueueEmpty", function()
+    local q = aio.Queue(1)
+    q:put_nowait("x")
+    local ok, err = pcall(q.put_nowait, q, "y")
+    assert.is_true(aio.is_error(err, "QueueFull"))
+    q:get_nowait()
+    ok, err = pcall(q.get_nowait, q)
+    assert.is_true(aio.is_error(err, "QueueEmpty"))
+  end)
+
+  it("put waits while full, get waits while empty", function()
+    local q = aio.Queue(2)
+    local produced = 0
+    local producer = aio.spawn(function()
+      for i = 1, 10 do q:put(i) produced = i end
+    end)
+    aio.sleep(0.01)
+    assert.equals(2, produced)
+    local got = {}
+    for i = 1, 10 do got[i] = q:get() end
+    producer:wait()
+    assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, got)
+  end)
+
+  it("hands every item to exactly one of several consumers", function()
+    local q = aio.Queue(5)
+    local seen, count = {}, 0
+    local consumers = {}
+    for c = 1, 4 do
+      consumers[c] = aio.spawn(function()
+        while true do
+          local x = q:get()
+          if x == "stop" then return end
+          assert(not seen[x], "item seen twice")
+          seen[x] = true
+          count = count + 1
+          q:task_done()
+        end
+      end)
+    end
+    for i = 1, 1000 do q:put(i) end
+    q:join()
+    assert.equals(1000, count)
+    for c = 1, 4 do q:put("stop") end
+    aio.gather(consumers)
+  end)
+
+  it("a cancelled getter loses no item", function()
+    local q = aio.Queue()
+    local a = aio.spawn(function() return q:get() end)
+    local b = aio.spawn(function() return q:get() end)
+    aio.sleep(0)
+    q:put_nowait("only")     -- wakes a
+    a:cancel()               -- before a runs
+    assert.equals("only", aio.wait_for(b, 1))
+    assert.is_true(a:cancelled())
+  end)
+
+  it("task_done and join", function()
+    local q = aio.Queue()
+    q:put_nowait(1)
+    q:put_nowait(2)
+    local joined = false
+    local j = aio.spawn(function() q:join() joined = true end)
+    q:get_nowait() q:task_done()
+    aio.sleep(0.01)
+    assert.is_false(joined)
+    q:get_nowait() q:task_done()
+    j:wait()
+    assert.is_true(joined)
+    local ok, err = pcall(q.task_done, q)
+    assert.is_true(aio.is_error(err, "ValueError"))
+  end)
+
+  it("shutdown: put raises, get drains then raises, waiters wake", function()
+    local q = aio.Queue()
+    local waiting = aio.spawn(function() return pcall(q.get, q) end)
+    aio.sleep(0)
+    q:shutdown()
+    local ok, err = waiting:wait()
+    assert.is_false(ok)
+    assert.is_true(aio.is_error(err, "QueueShutDown"))
+
+    local q2 = aio.Queue()
+    q2:put_nowait("a")
+    q2:shutdown()
+    ok, err = pcall(q2.put, q2, "b")
+    assert.is_true(aio.is_error(err, "QueueShutDown"))
+    assert.equals("a", q2:get())
+    ok, err = pcall(q2.get, q2)
+    assert.is_true(aio.is_error(err, "QueueShutDown"))
+  end)
+
+  it("shutdown(true) drops the items and releases join", function()
+    local q = aio.Queue()
+    for i = 1, 3 do q:put_nowait(i) end
+    q:shutdown(true)
+    assert.equals(0, q:qsize())
+    q:join()
+  end)
+
+  it("get with a timeout", function()
+    local q = aio.Queue()
+    local ok, err = pcall(aio.timeout, 0.02, q.get, q)
+    assert.is_true(aio.is_error(err, "TimeoutError"))
+    q:put_nowait(1)
+    assert.equals(1, q:get())
+  end)
+
+  it("rejects a bad maxsize", function()
+    assert.has_error(function() aio.Queue("big") end)
+  end)
+end)
+
+describe("PriorityQueue and LifoQueue", function()
+  it("PriorityQueue orders by x[1] for tables, by x otherwise, stable on ties", function()
+    local q = aio.PriorityQueue()
+    q:put_nowait({ 3, "c" })
+    q:put_nowait({ 1, "a1" })
+    q:put_nowait({ 2, "b" })
+    q:put_nowait({ 1, "a2" })
+    local out = {}
+    while not q:empty() do out[#out + 1] = q:get_nowait()[2] end
+    assert.same({ "a1", "a2", "b", "c" }, out)
+    local p = aio.PriorityQueue()
+    for _, x in ipairs { 5, 1, 4, 2, 3 } do p:put(x) end
+    out = {}
+    for i = 1, 5 do out[i] = p:get() end
+    assert.same({ 1, 2, 3, 4, 5 }, out)
+  end)
+
+  it("LifoQueue is last in, first out", function()
+    local q = aio.LifoQueue(3)
+    for i = 1, 3 do q:put(i) end
+    assert.is_true(q:full())
+    assert.same({ 3, 2, 1 }, { q:get(), q:get(), q:get() })
+  end)
+end)
