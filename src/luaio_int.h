@@ -27,9 +27,13 @@ enum {
   TF_RETRIEVED = 8,      /* someone looked at the error */
   TF_MAIN = 16,
   TF_HAS_EXTRAS = 32,    /* uservalue 2 holds a table (callbacks, name, ...) */
+  TF_ONE_CALLBACK = 64,  /* uservalue 2 holds the only done callback (a function or waiting Task) */
 };
 
+#define LUAIO_TASK_MAGIC 0x7461736bu  /* tells a Task userdata without a registry lookup */
+
 struct luaio_task {
+  uint32_t magic;
   luaio_host *host;
   lua_State *co;
   luaio_timer timer;
@@ -43,7 +47,6 @@ struct luaio_task {
   int nargs;                   /* values pushed on co for the next resume */
   uint16_t cancels;            /* cancellation requests not yet uncancelled */
   uint8_t state, flags;
-  double run_since;            /* debug mode: when it was resumed */
 };
 
 typedef struct luaio_post_item {
@@ -83,6 +86,7 @@ struct luaio_host {
   int closing;
   int debug;
   double slow_callback;
+  double run_since;    /* debug mode: when the running task was resumed */
   int sigint_seen;      /* the signal that cancelled the main task */
 };
 

@@ -185,13 +185,22 @@ void luaio_push_task(lua_State *L, luaio_task *t) {
 
 /* ---- task extras: a lazily made table for rare fields ------------------ */
 
-/* Push the extras table of the task at idx, creating it when `create`. */
+/* Push the extras table of the task at idx, creating it when `create`.
+** A lone done callback sits in uservalue 2 by itself (gather and wait add
+** one per task: no table for them); it moves into the table when one is made. */
 static int push_extras(lua_State *L, int idx, int create) {
   luaio_task *t = lua_touserdata(L, idx);
   if (t->flags & TF_HAS_EXTRAS) { lua_getiuservalue(L, idx, 2); return 1; }
   if (!create) return 0;
   idx = lua_absindex(L, idx);
   lua_createtable(L, 0, 2);
+  if (t->flags & TF_ONE_CALLBACK) {
+    lua_createtable(L, 2, 0);
+    lua_getiuservalue(L, idx, 2);
+    lua_rawseti(L, -2, 1);
+    lua_setfield(L, -2, "callbacks");
+    t->flags &= ~TF_ONE_CALLBACK;
+  }
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, idx, 2);
   t->flags |= TF_HAS_EXTRAS;
@@ -290,12 +299,12 @@ static void run_task(luaio_host *h, luaio_task *t) {
   t->flags |= TF_STARTED;
   luaio_task *outer = running;
   running = t;
-  if (h->debug) t->run_since = uv_hrtime() / 1e9;
+  if (h->debug) h->run_since = uv_hrtime() / 1e9;
   int status = lua_resume(co, h->L, nargs, &nres);
   running = outer;
   h->switches++;
   if (h->debug && t->state != TASK_RUNNING) {
-    double took = uv_hrtime() / 1e9 - t->run_since;
+    double took = uv_hrtime() / 1e9 - h->run_since;
     if (took > h->slow_callback) {
       lua_State *L = h->L;
       lua_rawgeti(L, LUA_REGISTRYINDEX, h->hooks_ref);
@@ -330,6 +339,23 @@ static void report_callback_error(lua_State *L, const char *what) {
   lua_pop(L, 2);
 }
 
+/* Pop a done callback of t (the task at ti) and run it: wake a waiting
+** Task, or call a function with the task. */
+static void run_callback(lua_State *L, luaio_task *t, int ti) {
+  if (lua_type(L, -1) == LUA_TUSERDATA) {
+    luaio_task *w = lua_touserdata(L, -1);
+    if (w->state == TASK_WAITING && w->owner == t) { w->owner = NULL; luaio_ready(w); }
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushvalue(L, ti);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    report_callback_error(L, "a done callback");
+  }
+}
+
 static void finish(luaio_host *h, luaio_task *t, int nres) {
   lua_State *L = h->L;
   if ((t->flags & TF_CANCEL) && t->state == TASK_DONE) {
@@ -350,7 +376,13 @@ static void finish(luaio_host *h, luaio_task *t, int nres) {
   unanchor(L, h, t->anchor);
   t->anchor = 0;
   h->pending--;
-  if (t->flags & TF_HAS_EXTRAS) {
+  if (t->flags & TF_ONE_CALLBACK) {
+    t->flags &= ~TF_ONE_CALLBACK;
+    lua_getiuservalue(L, ti, 2);
+    lua_pushnil(L);
+    lua_setiuservalue(L, ti, 2);
+    run_callback(L, t, ti);
+  } else if (t->flags & TF_HAS_EXTRAS) {
     lua_getiuservalue(L, ti, 2);
     if (lua_getfield(L, -1, "callbacks") == LUA_TTABLE) {
       lua_pushnil(L);
@@ -358,18 +390,7 @@ static void finish(luaio_host *h, luaio_task *t, int nres) {
       lua_Integer n = luaL_len(L, -1);
       for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
-        luaio_task *w = luaL_testudata(L, -1, LUAIO_TASK_MT);
-        if (w) {
-          if (w->state == TASK_WAITING && w->owner == t) { w->owner = NULL; luaio_ready(w); }
-          lua_pop(L, 1);
-        } else {
-          lua_pushvalue(L, ti);
-          if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-            lua_pushnil(L);
-            lua_insert(L, -2);
-            report_callback_error(L, "a done callback");
-          }
-        }
+        run_callback(L, t, ti);
       }
     }
     lua_pop(L, 2);
@@ -547,8 +568,12 @@ int luaio_cancel(lua_State *L, luaio_task *t, int msg_idx) {
 
 /* ---- Lua verbs -------------------------------------------------------- */
 
+/* Hot: every Task method goes through here, so no metatable lookup by name. */
 luaio_task *luaio_check_task(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, LUAIO_TASK_MT);
+  luaio_task *t = lua_touserdata(L, idx);
+  if (t && lua_rawlen(L, idx) == sizeof *t && t->magic == LUAIO_TASK_MAGIC) return t;
+  luaL_typeerror(L, idx, "Task");
+  return NULL;
 }
 
 static int l_spawn(lua_State *L) {
@@ -562,6 +587,7 @@ static int l_spawn(lua_State *L) {
   if (h->closing) return luaL_error(L, "aio.spawn: the loop is closing");
   luaio_task *t = lua_newuserdatauv(L, sizeof *t, 2);
   memset(t, 0, sizeof *t);
+  t->magic = LUAIO_TASK_MAGIC;
   luaL_setmetatable(L, LUAIO_TASK_MT);
   t->host = h;
   t->co = lua_newthread(L);
@@ -815,8 +841,15 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* Register the running task as waiting for t (via t's callbacks list). */
 static void add_callback(lua_State *L, int task_idx, int value_idx) {
+  luaio_task *t = lua_touserdata(L, task_idx);
   task_idx = lua_absindex(L, task_idx);
   value_idx = lua_absindex(L, value_idx);
+  if (!(t->flags & (TF_HAS_EXTRAS | TF_ONE_CALLBACK))) {
+    lua_pushvalue(L, value_idx);
+    lua_setiuservalue(L, task_idx, 2);
+    t->flags |= TF_ONE_CALLBACK;
+    return;
+  }
   push_extras(L, task_idx, 1);
   if (lua_getfield(L, -1, "callbacks") != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -918,15 +951,17 @@ static int t_traceback(lua_State *L) {
   return 1;
 }
 
+/* Methods first; other fields (name, user fields) live in the extras. */
 static int t_index(lua_State *L) {
   luaio_task *t = luaio_check_task(L, 1);
   lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;   /* a method */
   lua_pop(L, 1);
   if (push_extras(L, 1, 0)) {
     lua_pushvalue(L, 2);
     if (lua_rawget(L, -2) != LUA_TNIL && lua_type(L, 2) == LUA_TSTRING &&
-        strcmp(lua_tostring(L, 2), "traceback") != 0) return 1;
+        strcmp(lua_tostring(L, 2), "traceback") != 0 && strcmp(lua_tostring(L, 2), "cancel_error") != 0)
+      return 1;
     lua_pop(L, 2);
   }
   if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "name") == 0) {
