@@ -1076,4 +1076,8 @@ void luaio_open_sched(lua_State *L, luaio_host *h) {
     {"stats", l_stats}, {"call_later", l_call_later}, {NULL, NULL}};
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);
+  luaL_getmetatable(L, LUAIO_TASK_MT);
+  lua_getfield(L, -1, "methods");
+  lua_setfield(L, -3, "task_methods");
+  lua_pop(L, 1);
 }

@@ -5,6 +5,10 @@ return function(aio, core)
   local spawn, suspend, wake, current_task = core.spawn, core.suspend, core.wake, core.current_task
   local call_later, is_error, new_error = core.call_later, core.is_error, core.error
   local pack, unpack, type, error, math_huge = table.pack, table.unpack, type, error, math.huge
+  -- Task methods as plain functions: no __index hop on hot paths
+  local M = core.task_methods
+  local T_done, T_status, T_result, T_error, T_cancel = M.done, M.status, M.result, M.error, M.cancel
+  local T_add_done_callback, T_wait, T_uncancel, T_cancelling = M.add_done_callback, M.wait, M.uncancel, M.cancelling
 
   local function need_task(fname)
     local me = current_task()
@@ -47,36 +51,36 @@ return function(aio, core)
     local pending, first_bad = 0, nil
     local function on_done(t)
       pending = pending - 1
-      if t:status() ~= "done" then
-        t:error()                         -- retrieved: gather reports it
+      if T_status(t) ~= "done" then
+        T_error(t)                         -- retrieved: gather reports it
         if not return_exceptions and not first_bad then first_bad = t end
       end
       if pending == 0 or first_bad then wake(me, results) end
     end
     for i = 1, n do
       local t = tasks[i]
-      if t:done() then
-        if t:status() ~= "done" and not return_exceptions and not first_bad then first_bad = t end
+      if T_done(t) then
+        if T_status(t) ~= "done" and not return_exceptions and not first_bad then first_bad = t end
       else
         pending = pending + 1
-        t:add_done_callback(on_done)
+        T_add_done_callback(t, on_done)
       end
     end
     while pending > 0 and not first_bad do
       local ok, err = suspend(results)
       if not ok then
-        for i = 1, n do tasks[i]:cancel() end
+        for i = 1, n do T_cancel(tasks[i]) end
         error(err, 0)
       end
     end
     if first_bad then
-      for i = 1, n do tasks[i]:cancel() end
-      return first_bad:result()           -- raises its error
+      for i = 1, n do T_cancel(tasks[i]) end
+      return T_result(first_bad)           -- raises its error
     end
     for i = 1, n do
       local t = tasks[i]
-      if t:status() == "done" then results[i] = (t:result())
-      else results[i] = t:error() end
+      if T_status(t) == "done" then results[i] = (T_result(t))
+      else results[i] = T_error(t) end
     end
     return results
   end
@@ -86,7 +90,7 @@ return function(aio, core)
     -- returns "done", "timeout", or false, err when the waiter is cancelled
     local token = {}
     local timer = sec and call_later(sec, function() wake(me, token, "timeout") end)
-    t:add_done_callback(function() wake(me, token, "done") end)
+    T_add_done_callback(t, function() wake(me, token, "done") end)
     local ok, why = suspend(token)
     if timer then timer:cancel() end
     if not ok then return false, why end
@@ -96,25 +100,25 @@ return function(aio, core)
   function aio.wait_for(item, sec)
     local me = need_task("aio.wait_for")
     local t = as_task(item, "aio.wait_for")
-    if sec == nil then return t:wait() end
+    if sec == nil then return T_wait(t) end
     sec = check_seconds(sec, "aio.wait_for")
-    if not t:done() then
+    if not T_done(t) then
       local why, err = wait_done(me, t, sec)
-      if why == false then t:cancel(); error(err, 0) end
-      if why == "timeout" and not t:done() then
-        t:cancel()
+      if why == false then T_cancel(t); error(err, 0) end
+      if why == "timeout" and not T_done(t) then
+        T_cancel(t)
         -- wait for it to finish cancelling; a cancel of ours now still waits
         local cancelled_err
-        while not t:done() do
+        while not T_done(t) do
           local w, e = wait_done(me, t, nil)
           if w == false then cancelled_err = e end
         end
         if cancelled_err then error(cancelled_err, 0) end
-        t:error()
+        T_error(t)
         error(timeout_error(sec), 2)
       end
     end
-    return t:wait()
+    return T_wait(t)
   end
 
   -- timeout scopes --------------------------------------------------------
@@ -136,14 +140,14 @@ return function(aio, core)
     local timer = call_later(sec, function()
       expired = true
       expired_scopes[me] = (expired_scopes[me] or 0) + 1
-      me:cancel("timeout")
+      T_cancel(me, "timeout")
     end)
     local r = pack(pcall(fn, ...))
     timer:cancel()
     if expired then
       local still_expired = expired_scopes[me] - 1
       expired_scopes[me] = still_expired > 0 and still_expired or nil
-      local left = me:uncancel()
+      local left = T_uncancel(me)
       -- ours unless someone else asked for a cancellation too
       if not r[1] and is_error(r[2], "CancelledError") and left <= still_expired then
         error(timeout_error(sec), 2)
@@ -169,9 +173,9 @@ return function(aio, core)
       local ndone, bad = 0, false
       for i = 1, n do
         local t = tasks[i]
-        if t:done() then
+        if T_done(t) then
           ndone = ndone + 1
-          if t:status() ~= "done" then bad = true end
+          if T_status(t) ~= "done" then bad = true end
         end
       end
       if ndone == n then return true end
@@ -181,7 +185,7 @@ return function(aio, core)
     end
     if n > 0 and not satisfied() then
       local function poke() wake(me, token) end
-      for i = 1, n do if not tasks[i]:done() then tasks[i]:add_done_callback(poke) end end
+      for i = 1, n do if not T_done(tasks[i]) then T_add_done_callback(tasks[i], poke) end end
       local timer = opts.timeout and call_later(check_seconds(opts.timeout, "aio.wait"), function() wake(me, token, "timeout") end)
       repeat
         local ok, why = suspend(token)
@@ -195,7 +199,7 @@ return function(aio, core)
     local done, pending = {}, {}
     for i = 1, n do
       local t = tasks[i]
-      if t:done() then done[#done + 1] = t else pending[#pending + 1] = t end
+      if T_done(t) then done[#done + 1] = t else pending[#pending + 1] = t end
     end
     return done, pending
   end
@@ -214,7 +218,7 @@ return function(aio, core)
     end
     for i = 1, n do
       local t = as_task(list[i], "aio.as_completed", i)
-      if t:done() then on_done(t) else t:add_done_callback(on_done) end
+      if T_done(t) then on_done(t) else T_add_done_callback(t, on_done) end
     end
     return function()
       if head > n then return nil end
@@ -241,11 +245,11 @@ return function(aio, core)
   function aio.shield(item)
     local me = need_task("aio.shield")
     local t = as_task(item, "aio.shield")
-    if not t:done() then
+    if not T_done(t) then
       local why, err = wait_done(me, t, nil)
       if why == false then error(err, 0) end   -- t goes on
     end
-    return t:wait()
+    return T_wait(t)
   end
 
   -- task groups -----------------------------------------------------------
@@ -257,7 +261,7 @@ return function(aio, core)
     local t = spawn(fn, ...)
     self._pending = self._pending + 1
     self._tasks[#self._tasks + 1] = t
-    t:add_done_callback(self._on_done)
+    T_add_done_callback(t, self._on_done)
     return t
   end
 
@@ -268,17 +272,17 @@ return function(aio, core)
     local function abort()
       if aborting then return end
       aborting = true
-      for _, t in ipairs(g._tasks) do t:cancel() end
-      if in_body then body_cancelled = me:cancel() end
+      for _, t in ipairs(g._tasks) do T_cancel(t) end
+      if in_body then body_cancelled = T_cancel(me) end
     end
     g._on_done = function(t)
       g._pending = g._pending - 1
-      local st = t:status()
+      local st = T_status(t)
       if st == "failed" then
-        g._errors[#g._errors + 1] = t:error()
+        g._errors[#g._errors + 1] = T_error(t)
         abort()
       elseif st == "cancelled" then
-        t:error()
+        T_error(t)
       end
       if g._pending == 0 then wake(me, g) end
     end
@@ -287,13 +291,13 @@ return function(aio, core)
     local propagate
     if not ok then
       if is_error(err, "CancelledError") then
-        if body_cancelled then me:uncancel() else propagate = err end
+        if body_cancelled then T_uncancel(me) else propagate = err end
       else
         table.insert(g._errors, 1, err)
       end
       abort()
     elseif body_cancelled then
-      me:uncancel()
+      T_uncancel(me)
     end
     while g._pending > 0 do
       local okw, errw = suspend(g)
