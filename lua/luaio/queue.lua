@@ -19,26 +19,40 @@ return function(aio, core)
   Queue.__index = Queue
   Queue.__name = "luaio.Queue"
 
-  -- storage strategies: FIFO ring, LIFO stack, binary heap
+  -- storage strategies: FIFO ring, LIFO stack, binary heap. Each keeps
+  -- q._n (the count) and uses only indices 1..capacity, so the items stay in
+  -- the table's array part (ever-growing indices would rehash endlessly).
   local fifo_store = {
-    init = function(q) q._head, q._tail = 1, 0 end,
-    put = function(q, x) local t = q._tail + 1; q._tail = t; q._items[t] = x end,
+    init = function(q) q._head, q._cap = 0, 16 end,
+    put = function(q, x)
+      local n, cap = q._n, q._cap
+      if n == cap then                    -- grow: unroll the ring in order
+        local old, items, head = q._items, {}, q._head
+        for i = 1, n do items[i] = old[(head + i - 1) % cap + 1] end
+        q._items, q._head, cap = items, 0, cap * 2
+        q._cap = cap
+      end
+      q._items[(q._head + n) % cap + 1] = x
+      q._n = n + 1
+    end,
     get = function(q)
       local h = q._head
-      local x = q._items[h]
-      q._items[h] = nil
-      q._head = h + 1
+      local items = q._items
+      local x = items[h + 1]
+      items[h + 1] = nil
+      q._head = (h + 1) % q._cap
+      q._n = q._n - 1
       return x
     end,
   }
   local lifo_store = {
-    init = function(q) q._head, q._tail = 1, 0 end,
-    put = fifo_store.put,
+    init = function() end,
+    put = function(q, x) local n = q._n + 1; q._n = n; q._items[n] = x end,
     get = function(q)
-      local t = q._tail
-      local x = q._items[t]
-      q._items[t] = nil
-      q._tail = t - 1
+      local n = q._n
+      local x = q._items[n]
+      q._items[n] = nil
+      q._n = n - 1
       return x
     end,
   }
@@ -52,13 +66,13 @@ return function(aio, core)
     return a[1] < b[1]
   end
   local heap_store = {
-    init = function(q) q._head, q._tail, q._seq = 1, 0, 0 end,
+    init = function(q) q._seq = 0 end,
     put = function(q, x)
       local items = q._items
       q._seq = q._seq + 1
       local e = { prio_key(x), q._seq, x }
-      local i = q._tail + 1
-      q._tail = i
+      local i = q._n + 1
+      q._n = i
       while i > 1 do
         local p = i // 2
         if not before(e, items[p]) then break end
@@ -68,11 +82,11 @@ return function(aio, core)
       items[i] = e
     end,
     get = function(q)
-      local items, n = q._items, q._tail
+      local items, n = q._items, q._n
       local top, last = items[1], items[n]
       items[n] = nil
       n = n - 1
-      q._tail = n
+      q._n = n
       if n > 0 then
         local i = 1
         while true do
@@ -94,7 +108,7 @@ return function(aio, core)
     if type(maxsize) ~= "number" or maxsize ~= maxsize then
       error(fname .. ": maxsize must be a number, got " .. tostring(maxsize), 3)
     end
-    local q = setmetatable({ _maxsize = maxsize, _items = {}, _store = store,
+    local q = setmetatable({ _maxsize = maxsize, _items = {}, _store = store, _n = 0,
       _getters = fifo(), _putters = fifo(), _unfinished = 0,
       _finished = aio.Event(), _shutdown = false }, Queue)
     q._finished:set()
@@ -106,18 +120,24 @@ return function(aio, core)
   function aio.LifoQueue(maxsize) return make(maxsize, lifo_store, "aio.LifoQueue") end
   function aio.PriorityQueue(maxsize) return make(maxsize, heap_store, "aio.PriorityQueue") end
 
-  function Queue:qsize()
-    if self._store == heap_store then return self._tail end
-    return self._tail - self._head + 1
-  end
+  function Queue:qsize() return self._n end
   function Queue:maxsize() return self._maxsize end
-  function Queue:empty() return self:qsize() == 0 end
-  function Queue:full() return self._maxsize > 0 and self:qsize() >= self._maxsize end
+  function Queue:empty() return self._n == 0 end
+  function Queue:full() return self._maxsize > 0 and self._n >= self._maxsize end
 
+  -- put_nowait/get_nowait are the hot path: the FIFO ring is inlined here
+  -- (the common case), other stores go through their put/get.
   function Queue:put_nowait(x)
     if self._shutdown then raise("QueueShutDown", "the queue is shut down") end
-    if self._maxsize > 0 and self:qsize() >= self._maxsize then raise("QueueFull", "the queue is full") end
-    self._store.put(self, x)
+    local n, max = self._n, self._maxsize
+    if max > 0 and n >= max then raise("QueueFull", "the queue is full") end
+    local store = self._store
+    if store == fifo_store and n < self._cap then
+      self._items[(self._head + n) % self._cap + 1] = x
+      self._n = n + 1
+    else
+      store.put(self, x)
+    end
     self._unfinished = self._unfinished + 1
     self._finished._set = false
     local g = self._getters
@@ -125,18 +145,29 @@ return function(aio, core)
   end
 
   function Queue:get_nowait()
-    if self:qsize() == 0 then
+    local n = self._n
+    if n == 0 then
       if self._shutdown then raise("QueueShutDown", "the queue is shut down and empty") end
       raise("QueueEmpty", "the queue is empty")
     end
-    local x = self._store.get(self)
+    local x
+    if self._store == fifo_store then
+      local h, items = self._head, self._items
+      x = items[h + 1]
+      items[h + 1] = nil
+      self._head = (h + 1) % self._cap
+      self._n = n - 1
+    else
+      x = self._store.get(self)
+    end
     local p = self._putters
     if p.first <= p.last then wake_first(p, p) end
     return x
   end
 
   function Queue:put(x)
-    while self._maxsize > 0 and self:qsize() >= self._maxsize and not self._shutdown do
+    local max = self._maxsize
+    while max > 0 and self._n >= max and not self._shutdown do
       local me = need_task("queue:put")
       local p = self._putters
       push(p, me)
@@ -144,7 +175,7 @@ return function(aio, core)
       if not ok then
         remove(p, me)
         -- a wake-up we may have consumed goes to the next putter
-        if not self:full() then wake_first(p, p) end
+        if self._n < max then wake_first(p, p) end
         error(err, 0)
       end
     end
@@ -152,14 +183,14 @@ return function(aio, core)
   end
 
   function Queue:get()
-    while self:qsize() == 0 and not self._shutdown do
+    while self._n == 0 and not self._shutdown do
       local me = need_task("queue:get")
       local g = self._getters
       push(g, me)
       local ok, err = suspend(g)
       if not ok then
         remove(g, me)
-        if self:qsize() > 0 then wake_first(g, g) end
+        if self._n > 0 then wake_first(g, g) end
         error(err, 0)
       end
     end
@@ -181,7 +212,7 @@ return function(aio, core)
   function Queue:shutdown(immediate)
     self._shutdown = true
     if immediate then
-      while self:qsize() > 0 do
+      while self._n > 0 do
         self._store.get(self)
         if self._unfinished > 0 then self._unfinished = self._unfinished - 1 end
       end
