@@ -232,6 +232,22 @@ describe("errors", function()
   end)
 end)
 
+describe("tracebacks", function()
+  it("name the task, and in debug mode where it was spawned", function()
+    local t = aio.spawn(function() aio.sleep(0) error("x") end)
+    t.name = "worker"
+    pcall(t.wait, t)
+    assert.matches("in task worker", t:traceback())
+    local out, err = require("spec.support").run_code([[
+      local aio = require 'luaio'
+      aio.set_debug(true)
+      local t = aio.spawn(function() error('boom') end)
+      pcall(t.wait, t)
+      print(t:traceback())]])
+    assert.matches("spawned at %(command line%):3", out)
+  end)
+end)
+
 describe("coroutines inside tasks", function()
   it("a waiting call inside coroutine.wrap suspends the task and resumes the coroutine", function()
     local gen = coroutine.wrap(function()

@@ -228,7 +228,15 @@ static int task_msgh(lua_State *L) {
   if (t == NULL) return lua_settop(L, 1), 1;
   int tb = lua_gettop(L);
   luaio_push_task(L, t);
-  push_extras(L, -1, 1);
+  push_extras(L, -1, 1);                         /* tb+2 */
+  /* every traceback names its task, and in debug mode where it was spawned */
+  lua_getfield(L, tb + 1, "name");               /* tb+3 */
+  if (lua_getfield(L, tb + 2, "spawned_at") == LUA_TSTRING)
+    lua_pushfstring(L, "%s\n\tin task %s, spawned at %s", lua_tostring(L, tb), lua_tostring(L, tb + 3), lua_tostring(L, tb + 4));
+  else
+    lua_pushfstring(L, "%s\n\tin task %s", lua_tostring(L, tb), lua_tostring(L, tb + 3));
+  lua_replace(L, tb);
+  lua_settop(L, tb + 2);
   lua_pushvalue(L, tb);
   lua_setfield(L, -2, "traceback");
   /* luaio error tables carry their traceback too */
