@@ -137,7 +137,7 @@ static void cancel_rest(luaio_host *h) {
     lua_pop(L, 1);
     while (h->pending > 0) {
       uv_run(h->loop, UV_RUN_ONCE);
-      if (h->ring_len == 0 && !uv_loop_alive(h->loop)) break;
+      if (h->ring_len == 0 && h->native_waits == 0 && !uv_loop_alive(h->loop)) break;
     }
   }
 }
@@ -157,7 +157,7 @@ static void run_until(luaio_host *h, luaio_task *t) {
   uv_unref((uv_handle_t *)&sigterm);
   while (t->state < TASK_DONE) {
     uv_run(h->loop, UV_RUN_ONCE);
-    if (t->state < TASK_DONE && h->ring_len == 0 && !uv_loop_alive(h->loop)) {
+    if (t->state < TASK_DONE && h->ring_len == 0 && h->native_waits == 0 && !uv_loop_alive(h->loop)) {
       if (t->state == TASK_WAITING) {
         if (t->on_cancel) { luaio_cancel_fn fn = t->on_cancel; t->on_cancel = NULL; fn(t->cancel_data); }
         push_deadlock(t->co);

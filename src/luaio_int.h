@@ -27,7 +27,8 @@ enum {
   TF_RETRIEVED = 8,      /* someone looked at the error */
   TF_MAIN = 16,
   TF_HAS_EXTRAS = 32,    /* uservalue 2 holds a table (callbacks, name, ...) */
-  TF_ONE_CALLBACK = 64,  /* uservalue 2 holds the only done callback (a function or waiting Task) */
+  TF_ONE_CALLBACK = 64,
+  TF_NATIVE_WAIT = 128,  /* in luaio_await: native work may finish from anywhere */  /* uservalue 2 holds the only done callback (a function or waiting Task) */
 };
 
 #define LUAIO_TASK_MAGIC 0x7461736bu  /* tells a Task userdata without a registry lookup */
@@ -80,6 +81,7 @@ struct luaio_host {
   luaio_task *current;
   luaio_task *main;
   uint32_t task_seq, pending;
+  uint32_t native_waits;   /* tasks in luaio_await: no deadlock verdict while > 0 */
   uint64_t switches, iterations;
   int handles;         /* resources (streams, servers, ...) open */
   int running;         /* inside luaio_run_main */

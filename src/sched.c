@@ -527,6 +527,8 @@ int luaio_await(lua_State *L, luaio_cancel_fn on_cancel, void *data,
     raise_pending_cancel(L, t);
   }
   t->state = TASK_WAITING;
+  t->flags |= TF_NATIVE_WAIT;
+  t->host->native_waits++;
   t->on_cancel = on_cancel;
   t->cancel_data = data;
   t->owner = NULL;
@@ -538,6 +540,7 @@ int luaio_await(lua_State *L, luaio_cancel_fn on_cancel, void *data,
 }
 
 void luaio_wake(luaio_task *t, int n) {
+  if (t->flags & TF_NATIVE_WAIT) { t->flags &= ~TF_NATIVE_WAIT; t->host->native_waits--; }
   t->nargs = n;
   t->on_cancel = NULL;
   t->owner = NULL;
