@@ -35,15 +35,17 @@ enum {
 
 struct luaio_task {
   uint32_t magic;
+  uint32_t anchor;             /* slot in the pending table; 0 once ended */
   luaio_host *host;
   lua_State *co;
   luaio_timer timer;
   luaio_cancel_fn on_cancel;   /* how to abort the current native wait */
-  void *cancel_data;
-  const void *owner;           /* what a Lua-level wait waits on */
+  union {
+    void *cancel_data;         /* native wait (TF_NATIVE_WAIT): on_cancel's argument */
+    const void *owner;         /* Lua-level wait: what it waits on */
+  };
   lua_KFunction k;             /* continuation of the native wait */
   lua_KContext kctx;
-  uint32_t anchor;             /* slot in the pending table; 0 once ended */
   uint32_t id;
   int nargs;                   /* values pushed on co for the next resume */
   uint16_t cancels;            /* cancellation requests not yet uncancelled */

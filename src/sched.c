@@ -352,7 +352,7 @@ static void report_callback_error(lua_State *L, const char *what) {
 static void run_callback(lua_State *L, luaio_task *t, int ti) {
   if (lua_type(L, -1) == LUA_TUSERDATA) {
     luaio_task *w = lua_touserdata(L, -1);
-    if (w->state == TASK_WAITING && w->owner == t) { w->owner = NULL; luaio_ready(w); }
+    if (w->state == TASK_WAITING && !(w->flags & TF_NATIVE_WAIT) && w->owner == t) { w->owner = NULL; luaio_ready(w); }
     lua_pop(L, 1);
     return;
   }
@@ -531,7 +531,6 @@ int luaio_await(lua_State *L, luaio_cancel_fn on_cancel, void *data,
   t->host->native_waits++;
   t->on_cancel = on_cancel;
   t->cancel_data = data;
-  t->owner = NULL;
   t->k = k;
   t->kctx = ctx;
   int base = lua_gettop(L);
@@ -703,7 +702,7 @@ static int l_suspend(lua_State *L) {
 static int l_wake(lua_State *L) {
   luaio_task *t = luaio_check_task(L, 1);
   const void *owner = lua_topointer(L, 2);
-  if (t->state != TASK_WAITING || t->owner != owner || owner == NULL) {
+  if (t->state != TASK_WAITING || (t->flags & TF_NATIVE_WAIT) || t->owner != owner || owner == NULL) {
     lua_pushboolean(L, 0);
     return 1;
   }
