@@ -394,6 +394,18 @@ describe("the luaio command", function()
     assert.matches("Task exception was never retrieved: Task%-%d+: .*lost error", err)
   end)
 
+  it("reports at loop close a failed task still referenced, but not a retrieved one", function()
+    local _, err, code = S.run_code([[
+      local aio = require 'luaio'
+      keep = aio.spawn(function() error('kept but lost') end)
+      local seen = aio.spawn(function() error('looked at') end)
+      aio.sleep(0.01)
+      seen:error()]])
+    assert.equals(0, code)
+    assert.matches("never retrieved: Task%-%d+: .*kept but lost", err)
+    assert.not_matches("looked at", err)
+  end)
+
   it("reports a deadlock instead of hanging", function()
     local _, err, code = S.run_code("require('luaio').Event():wait()")
     assert.equals(1, code)

@@ -82,6 +82,12 @@ luaio_host *luaio_host_attach(lua_State *L, uv_loop_t *loop) {
   h->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   h->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  h->failed_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaio_sched_init(h);
   const char *dbg = getenv("LUAIO_DEBUG");
   if (dbg && *dbg && strcmp(dbg, "0") != 0) h->debug = 1;
@@ -176,7 +182,7 @@ static void run_until(luaio_host *h, luaio_task *t) {
     if (lua_pcall(h->L, 0, 0, 0) != LUA_OK) lua_pop(h->L, 1);
   } else lua_pop(h->L, 1);
   lua_pop(h->L, 1);
-  lua_gc(h->L, LUA_GCCOLLECT);   /* lost failed tasks report now, not at exit */
+  luaio_report_unretrieved(h);
 }
 
 int luaio_run_main(luaio_host *h, luaio_task *t, int *nresults) {

@@ -80,6 +80,7 @@ struct luaio_host {
   uint32_t *free_slots, free_len, free_cap, slot_top;
   int anchors_ref;     /* registry ref: table slot -> Task userdata */
   int hooks_ref;       /* registry ref: table of Lua hooks (on_done, ...) */
+  int failed_ref;      /* registry ref: weak set of failed tasks, swept at loop close */
   luaio_task *current;
   luaio_task *main;
   uint32_t task_seq, pending;
@@ -106,7 +107,8 @@ luaio_task *luaio_check_task(lua_State *L, int idx);
 void luaio_open_sched(lua_State *L, luaio_host *h);
 void luaio_drain(luaio_host *h);
 void luaio_push_task(lua_State *L, luaio_task *t);
-int luaio_uncaught_report(lua_State *L, luaio_task *t);
+int luaio_uncaught_report(lua_State *L, int idx);
+void luaio_report_unretrieved(luaio_host *h);
 
 /* host.c */
 luaio_host *luaio_host_get(lua_State *L);  /* from the registry */

@@ -381,6 +381,13 @@ static void finish(luaio_host *h, luaio_task *t, int nres) {
   t->nargs = nres;                     /* from now on: how many results */
   luaio_push_task(L, t);
   int ti = lua_gettop(L);
+  if (t->state == TASK_FAILED && !(t->flags & TF_MAIN)) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->failed_ref);
+    lua_pushvalue(L, ti);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+  }
   unanchor(L, h, t->anchor);
   t->anchor = 0;
   h->pending--;
@@ -1008,47 +1015,57 @@ static int t_tostring(lua_State *L) {
   return 1;
 }
 
-int luaio_uncaught_report(lua_State *L, luaio_task *t) {
-  if (t->state != TASK_FAILED || (t->flags & TF_RETRIEVED) || (t->flags & TF_MAIN)) return 0;
+/* Report the task at idx if it failed and nobody retrieved its error. */
+int luaio_uncaught_report(lua_State *L, int idx) {
+  luaio_task *t = lua_touserdata(L, idx);
+  if (t->state != TASK_FAILED || (t->flags & (TF_RETRIEVED | TF_MAIN))) return 0;
   t->flags |= TF_RETRIEVED;
   int top = lua_gettop(L);
-  luaio_push_task(L, t);
-  lua_getfield(L, -1, "name");
+  idx = lua_absindex(L, idx);
+  lua_getfield(L, idx, "name");
   const char *name = lua_tostring(L, -1);
   const char *tb = NULL;
   if (t->flags & TF_HAS_EXTRAS) {
-    lua_getiuservalue(L, -2, 2);
+    lua_getiuservalue(L, idx, 2);
     if (lua_getfield(L, -1, "traceback") == LUA_TSTRING) tb = lua_tostring(L, -1);
   }
   if (!tb) {
-    lua_pushvalue(t->co, -1);
-    lua_xmove(t->co, L, 1);
-    tb = luaL_tolstring(L, -1, NULL);
+    lua_getiuservalue(L, idx, 1);
+    lua_State *co = lua_tothread(L, -1);
+    if (co && lua_gettop(co) > 0) {
+      lua_pushvalue(co, -1);
+      lua_xmove(co, L, 1);
+      tb = luaL_tolstring(L, -1, NULL);
+    }
   }
-  fprintf(stderr, "Task exception was never retrieved: %s: %s\n", name, tb);
+  fprintf(stderr, "Task exception was never retrieved: %s: %s\n", name, tb ? tb : "?");
   fflush(stderr);
   lua_settop(L, top);
   return 1;
 }
 
+/* At loop close: report the failed tasks whose error nobody looked at,
+** including those still referenced (the collector would report the rest). */
+void luaio_report_unretrieved(luaio_host *h) {
+  lua_State *L = h->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->failed_ref);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    luaio_uncaught_report(L, -1);
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawseti(L, LUA_REGISTRYINDEX, h->failed_ref);
+}
+
 static int t_gc(lua_State *L) {
   luaio_task *t = lua_touserdata(L, 1);
-  if (t->state == TASK_FAILED && !(t->flags & (TF_RETRIEVED | TF_MAIN)) && t->host && !t->host->closing) {
-    t->flags |= TF_RETRIEVED;
-    lua_getfield(L, 1, "name");
-    const char *tb = NULL;
-    if (t->flags & TF_HAS_EXTRAS) {
-      lua_getiuservalue(L, 1, 2);
-      if (lua_getfield(L, -1, "traceback") == LUA_TSTRING) tb = lua_tostring(L, -1);
-    }
-    if (!tb) {
-      lua_getiuservalue(L, 1, 1);
-      lua_State *co = lua_tothread(L, -1);
-      if (co && lua_gettop(co) > 0) { lua_pushvalue(co, -1); lua_xmove(co, L, 1); tb = luaL_tolstring(L, -1, NULL); }
-    }
-    fprintf(stderr, "Task exception was never retrieved: %s: %s\n", lua_tostring(L, 2), tb ? tb : "?");
-    fflush(stderr);
-  }
+  if (t->host && !t->host->closing) luaio_uncaught_report(L, 1);
   return 0;
 }
 
