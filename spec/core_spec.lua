@@ -356,7 +356,9 @@ describe("the luaio command", function()
     assert.equals("true\n", out)
   end)
 
-  it("aio.run outside a task, and refuses to nest", function()
+  -- stock lua5.4 cannot load a sanitizer-built luaio.so (no ASan runtime in it)
+  local stock_lua = os.getenv("LUAIO_SANITIZED") and pending or it
+  stock_lua("aio.run outside a task, and refuses to nest", function()
     local out, _, code = S.sh("lua5.4 -e " .. S.quote(
       "package.cpath='" .. (os.getenv('LUAIO_MODULE_DIR') or 'build') .. "/?.so;'..package.cpath " ..
       "local aio = require 'luaio' " ..
