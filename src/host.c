@@ -71,6 +71,10 @@ luaio_host *luaio_host_attach(lua_State *L, uv_loop_t *loop) {
   h->L = lua_tothread(L, -1);
   lua_pop(L, 1);
   h->slow_callback = 0.1;
+  /* a write to a reset peer must be an error, not a process kill (libuv
+  ** leaves SIGPIPE to the application); an embedder's own handler stays */
+  struct sigaction old;
+  if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
   host_ref *ref = lua_newuserdatauv(L, sizeof *ref, 0);
   ref->h = h;
   lua_createtable(L, 0, 1);

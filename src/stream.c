@@ -1,7 +1,939 @@
-/* stream.c — placeholder until the subsystem lands: registers nothing yet. */
-#include "luaio_int.h"
+/*
+** stream.c — TCP and Unix-socket streams, listeners and connects.
+**
+** Reads land in a native buffer; readline/read_until scan it with memchr and
+** push only the result. A waiting reader is woken with no values and takes
+** its data from the buffer when it runs, so a cancelled reader loses nothing.
+** Writes try uv_try_write first and queue only the rest; a writer waits only
+** while the queued bytes exceed the high-water mark.
+**
+** The stream struct is malloc'd, apart from its userdata: libuv may still
+** hold the handle after the userdata is collected, until the close callback.
+*/
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include "stream.h"
+
+#define STREAM_MT "luaio.Stream"
+#define LISTENER_MT "luaio.Listener"
+#define DEFAULT_LIMIT 65536
+#define DEFAULT_HWM 65536
+
+enum { OP_READ, OP_EXACT, OP_LINE, OP_UNTIL, OP_ALL };
+enum { WAIT_HWM, WAIT_DRAIN, WAIT_SHUTDOWN };
+
+typedef struct stream stream;
+typedef struct { stream *s; } stream_box;
+
+struct stream {
+  union { uv_handle_t handle; uv_stream_t s; uv_tcp_t tcp; uv_pipe_t pipe; } u;
+  luaio_host *h;
+  stream_box *box;              /* the userdata, while it lives */
+  char *buf;
+  size_t cap, off, len;         /* unread bytes are buf[off .. off+len) */
+  size_t limit;                 /* readline/read_until limit, read-ahead size */
+  size_t hwm, queued;           /* write high-water mark, bytes not yet written */
+  luaio_task *reader, *writer;
+  int write_wait;               /* what the writer waits for */
+  luaio_timer rtimer, wtimer;   /* per-operation deadlines */
+  double timeout;
+  int read_err, write_err;
+  struct sockaddr_storage peer; /* remembered when connected: valid after the peer left */
+  unsigned has_peer : 1;
+  unsigned eof : 1, reading : 1, closing : 1, shut : 1, is_pipe : 1, counted : 1;
+};
+
+typedef struct {
+  uv_write_t req;
+  stream *s;
+  size_t n;
+  char data[];
+} write_req;
+
+/* ---- errors ----------------------------------------------------------- */
+
+static const char *error_name(int err) {
+  switch (err) {
+    case UV_ECONNRESET: case UV_ECONNREFUSED: case UV_ECONNABORTED: case UV_EPIPE:
+    case UV_ETIMEDOUT: case UV_ENOTCONN: case UV_EHOSTUNREACH: case UV_ENETUNREACH:
+    case UV_EOF:
+      return "ConnectionError";
+    default:
+      return "OSError";
+  }
+}
+
+static int raise_uv(lua_State *L, int err, const char *what) {
+  return luaio_uverror(L, error_name(err), err, what);
+}
+
+/* ---- lifetime ----------------------------------------------------------- */
+
+static void on_closed(uv_handle_t *handle) {
+  stream *s = handle->data;
+  free(s->buf);
+  free(s);
+}
+
+static stream *stream_alloc(luaio_host *h) {
+  stream *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->h = h;
+  s->limit = DEFAULT_LIMIT;
+  s->hwm = DEFAULT_HWM;
+  s->u.handle.data = s;
+  return s;
+}
+
+/* Push a Stream userdata for s (already initialised handle). */
+static void push_stream(lua_State *L, stream *s) {
+  stream_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+  box->s = s;
+  s->box = box;
+  luaL_setmetatable(L, STREAM_MT);
+  s->u.handle.data = s;
+  s->counted = 1;
+  s->h->handles++;
+}
+
+static void wake_with_error(luaio_task *t, const char *name, int err, const char *what) {
+  lua_State *co = luaio_task_stack(t);
+  luaio_push_uverror(co, name, err, what);
+  luaio_wake_error(t);
+}
+
+static void stop_reading(stream *s) {
+  if (s->reading) { uv_read_stop(&s->u.s); s->reading = 0; }
+}
+
+/* Close the handle once; pending writes are flushed by a shutdown first. */
+static void on_shutdown_close(uv_shutdown_t *req, int status) {
+  (void)status;
+  stream *s = req->data;
+  free(req);
+  uv_close(&s->u.handle, on_closed);
+}
+
+static void stream_close(stream *s) {
+  if (s->closing) return;
+  s->closing = 1;
+  if (s->box) { s->box->s = NULL; s->box = NULL; }
+  if (s->counted) s->h->handles--;
+  stop_reading(s);
+  luaio_timer_disarm(s->h, &s->rtimer);
+  luaio_timer_disarm(s->h, &s->wtimer);
+  if (s->reader) {
+    luaio_task *t = s->reader;
+    s->reader = NULL;
+    wake_with_error(t, "OSError", UV_ECANCELED, "the stream was closed while reading");
+  }
+  if (s->writer) {
+    luaio_task *t = s->writer;
+    s->writer = NULL;
+    wake_with_error(t, "OSError", UV_ECANCELED, "the stream was closed while writing");
+  }
+  if (s->queued > 0 && !s->shut && !s->write_err && uv_is_writable(&s->u.s)) {
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (req) {
+      req->data = s;
+      if (uv_shutdown(req, &s->u.s, on_shutdown_close) == 0) return;
+      free(req);
+    }
+  }
+  uv_close(&s->u.handle, on_closed);
+}
+
+static stream *check_stream(lua_State *L, int idx) {
+  stream_box *box = luaL_checkudata(L, idx, STREAM_MT);
+  if (!box->s) luaio_error(L, "OSError", "EBADF", "the stream is closed");
+  return box->s;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
+  (void)suggested;
+  stream *s = handle->data;
+  if (s->off > 0 && s->off + s->len + 4096 > s->cap) {
+    memmove(s->buf, s->buf + s->off, s->len);
+    s->off = 0;
+  }
+  if (s->cap - s->len < 4096) {
+    size_t cap = s->cap ? s->cap * 2 : 16384;
+    char *buf = realloc(s->buf, cap);
+    if (!buf) { out->base = NULL; out->len = 0; return; }
+    s->buf = buf;
+    s->cap = cap;
+  }
+  out->base = s->buf + s->off + s->len;
+  out->len = s->cap - s->off - s->len;
+}
+
+static void wake_reader(stream *s) {
+  luaio_task *t = s->reader;
+  if (!t) return;
+  s->reader = NULL;
+  luaio_timer_disarm(s->h, &s->rtimer);
+  luaio_wake(t, 0);
+}
+
+static void on_read(uv_stream_t *handle, ssize_t nread, const uv_buf_t *b) {
+  (void)b;
+  stream *s = handle->data;
+  if (nread > 0) s->len += (size_t)nread;
+  else if (nread == UV_EOF) { s->eof = 1; stop_reading(s); }
+  else if (nread < 0) { s->read_err = (int)nread; stop_reading(s); }
+  if (!s->reader && s->len >= s->limit) stop_reading(s);   /* read-ahead full */
+  if (nread != 0) wake_reader(s);
+}
+
+static void start_reading(stream *s) {
+  if (s->reading || s->eof || s->read_err || s->closing) return;
+  int r = uv_read_start(&s->u.s, on_alloc, on_read);
+  if (r == 0) s->reading = 1;
+  else s->read_err = r;
+}
+
+static void consume(stream *s, size_t n) {
+  s->off += n;
+  s->len -= n;
+  if (s->len == 0) s->off = 0;
+}
+
+static int raise_read_error(lua_State *L, stream *s) {
+  return raise_uv(L, s->read_err, "read");
+}
+
+static const char *find_sep(const char *p, size_t len, const char *sep, size_t seplen) {
+  if (len == 0) return NULL;
+  if (seplen == 1) return memchr(p, sep[0], len);
+  if (len < seplen) return NULL;
+  const char *end = p + len - seplen;
+  for (const char *q = p; q <= end; q++) {
+    q = memchr(q, sep[0], (size_t)(end - q) + 1);
+    if (!q) return NULL;
+    if (memcmp(q, sep, seplen) == 0) return q;
+  }
+  return NULL;
+}
+
+/* Try to complete a read from the buffer: push its result and return 1, or
+** return -1 when it has to wait for more data. */
+static int try_read(lua_State *L, stream *s, int op) {
+  const char *p = s->buf + s->off;
+  switch (op) {
+    case OP_READ: {
+      lua_Integer n = luaL_optinteger(L, 2, 65536);
+      if (s->len > 0) {
+        size_t take = (size_t)n < s->len ? (size_t)n : s->len;
+        lua_pushlstring(L, p, take);
+        consume(s, take);
+        return 1;
+      }
+      if (s->eof) { lua_pushnil(L); return 1; }
+      if (s->read_err) return raise_read_error(L, s);
+      return -1;
+    }
+    case OP_EXACT: {
+      size_t n = (size_t)lua_tointeger(L, 2);
+      if (s->len >= n) {
+        lua_pushlstring(L, p, n);
+        consume(s, n);
+        return 1;
+      }
+      if (s->eof || s->read_err) {
+        luaio_push_error(L, "IncompleteReadError", NULL, "%d bytes read on a total of %d expected bytes",
+                         (int)s->len, (int)n);
+        lua_pushlstring(L, p, s->len);
+        lua_setfield(L, -2, "partial");
+        lua_pushinteger(L, (lua_Integer)n);
+        lua_setfield(L, -2, "expected");
+        consume(s, s->len);
+        return lua_error(L);
+      }
+      return -1;
+    }
+    case OP_LINE:
+    case OP_UNTIL: {
+      size_t seplen = 1;
+      const char *sep = "\n";
+      if (op == OP_UNTIL) sep = lua_tolstring(L, 2, &seplen);
+      const char *hit = find_sep(p, s->len, sep, seplen);
+      if (hit) {
+        size_t n = (size_t)(hit - p);
+        if (n > s->limit) goto overrun;
+        size_t keep = n;
+        if (op == OP_LINE && keep > 0 && p[keep - 1] == '\r') keep--;
+        lua_pushlstring(L, p, keep);
+        consume(s, n + seplen);
+        return 1;
+      }
+      if (s->len > s->limit) goto overrun;
+      if (s->eof || s->read_err) {
+        if (s->len == 0) {
+          if (s->read_err) return raise_read_error(L, s);
+          lua_pushnil(L);
+          return 1;
+        }
+        size_t keep = s->len;
+        if (op == OP_LINE && p[keep - 1] == '\r') keep--;
+        lua_pushlstring(L, p, keep);
+        consume(s, s->len);
+        return 1;
+      }
+      return -1;
+    overrun:
+      return luaio_error(L, "LimitOverrunError", NULL,
+                         "separator not found within the limit of %d bytes (the data stays buffered)",
+                         (int)s->limit);
+    }
+    case OP_ALL: {
+      if (s->eof) {
+        lua_pushlstring(L, p, s->len);
+        consume(s, s->len);
+        return 1;
+      }
+      if (s->read_err) return raise_read_error(L, s);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void reader_cancel(void *data) {
+  stream *s = data;
+  s->reader = NULL;
+  luaio_timer_disarm(s->h, &s->rtimer);
+  if (s->len >= s->limit) stop_reading(s);
+}
+
+static void on_read_timeout(luaio_timer *tm) {
+  stream *s = (stream *)((char *)tm - offsetof(stream, rtimer));
+  luaio_task *t = s->reader;
+  if (!t) return;
+  s->reader = NULL;
+  lua_State *co = luaio_task_stack(t);
+  luaio_push_error(co, "TimeoutError", NULL, "read timed out after %f s", s->timeout);
+  luaio_wake_error(t);
+}
+
+static int do_read(lua_State *L, int op);
+
+static int read_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return do_read(L, (int)ctx);
+}
+
+static int do_read(lua_State *L, int op) {
+  stream *s = check_stream(L, 1);
+  lua_settop(L, 2);
+  int n = try_read(L, s, op);
+  if (n >= 0) {
+    if (!s->reading && s->len < s->limit) start_reading(s);   /* keep reading ahead */
+    return n;
+  }
+  if (s->reader) return luaL_error(L, "another task is already reading from this stream");
+  luaio_task *t = luaio_current(L);
+  if (!t) return luaL_error(L, "stream reads must be called inside a task (wrap your code in aio.run)");
+  s->reader = t;
+  start_reading(s);
+  if (s->timeout > 0) {
+    s->rtimer.fire = on_read_timeout;
+    luaio_timer_arm(s->h, &s->rtimer, s->timeout);
+  }
+  return luaio_await(L, reader_cancel, s, op, read_k);
+}
+
+static int l_read(lua_State *L) {
+  if (!lua_isnoneornil(L, 2) && luaL_checkinteger(L, 2) <= 0)
+    return luaL_argerror(L, 2, "byte count must be positive");
+  return do_read(L, OP_READ);
+}
+
+static int l_read_exactly(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 2);
+  if (n < 0) return luaL_argerror(L, 2, "byte count must not be negative");
+  return do_read(L, OP_EXACT);
+}
+
+static int l_readline(lua_State *L) { return do_read(L, OP_LINE); }
+
+static int l_read_until(lua_State *L) {
+  size_t len;
+  luaL_checklstring(L, 2, &len);
+  if (len == 0) return luaL_argerror(L, 2, "separator must not be empty");
+  return do_read(L, OP_UNTIL);
+}
+
+static int l_read_all(lua_State *L) { return do_read(L, OP_ALL); }
+
+/* ---- writing ------------------------------------------------------------ */
+
+static void wake_writer_if(stream *s) {
+  luaio_task *t = s->writer;
+  if (!t) return;
+  int ready = s->write_err ||
+              (s->write_wait == WAIT_HWM && s->queued <= s->hwm) ||
+              (s->write_wait == WAIT_DRAIN && s->queued == 0);
+  if (!ready) return;
+  s->writer = NULL;
+  luaio_timer_disarm(s->h, &s->wtimer);
+  if (s->write_err) wake_with_error(t, error_name(s->write_err), s->write_err, "write");
+  else luaio_wake(t, 0);
+}
+
+static void on_written(uv_write_t *req, int status) {
+  write_req *w = (write_req *)req;
+  stream *s = w->s;
+  s->queued -= w->n;
+  free(w);
+  if (status < 0 && status != UV_ECANCELED && !s->write_err) s->write_err = status;
+  if (!s->closing) wake_writer_if(s);
+}
+
+static void writer_cancel(void *data) {
+  stream *s = data;
+  s->writer = NULL;
+  luaio_timer_disarm(s->h, &s->wtimer);
+}
+
+static void on_write_timeout(luaio_timer *tm) {
+  stream *s = (stream *)((char *)tm - offsetof(stream, wtimer));
+  luaio_task *t = s->writer;
+  if (!t) return;
+  s->writer = NULL;
+  lua_State *co = luaio_task_stack(t);
+  luaio_push_error(co, "TimeoutError", NULL, "write timed out after %f s", s->timeout);
+  luaio_wake_error(t);
+}
+
+static int write_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status; (void)ctx;
+  return 0;
+}
+
+static int wait_writer(lua_State *L, stream *s, int what) {
+  if (s->writer) return luaL_error(L, "another task is already writing to this stream");
+  luaio_task *t = luaio_current(L);
+  if (!t) return 0;   /* outside a task: the data stays queued, nothing waits */
+  s->writer = t;
+  s->write_wait = what;
+  if (s->timeout > 0) {
+    s->wtimer.fire = on_write_timeout;
+    luaio_timer_arm(s->h, &s->wtimer, s->timeout);
+  }
+  return luaio_await(L, writer_cancel, s, 0, write_k);
+}
+
+static int l_write(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  int n = lua_gettop(L) - 1;
+  uv_buf_t bufs[16];
+  size_t total = 0;
+  if (s->write_err) return raise_uv(L, s->write_err, "write");
+  if (s->shut) return luaio_error(L, "OSError", "EPIPE", "cannot write after shutdown()");
+  for (int i = 2; i <= n + 1; i++) {
+    size_t len;
+    luaL_checklstring(L, i, &len);
+    total += len;
+  }
+  if (total == 0) return 0;
+  size_t done = 0;
+  if (s->queued == 0 && n <= 16) {
+    for (int i = 0; i < n; i++) {
+      size_t len;
+      const char *p = lua_tolstring(L, i + 2, &len);
+      bufs[i] = uv_buf_init((char *)p, (unsigned)len);
+    }
+    int r = uv_try_write(&s->u.s, bufs, (unsigned)n);
+    if (r > 0) done = (size_t)r;
+    else if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
+      s->write_err = r;
+      return raise_uv(L, r, "write");
+    }
+  }
+  if (done < total) {
+    /* queue the rest as one copy, in order */
+    write_req *w = malloc(sizeof *w + (total - done));
+    if (!w) return luaL_error(L, "out of memory");
+    size_t pos = 0, skip = done;
+    for (int i = 2; i <= n + 1; i++) {
+      size_t len;
+      const char *p = lua_tolstring(L, i, &len);
+      if (skip >= len) { skip -= len; continue; }
+      memcpy(w->data + pos, p + skip, len - skip);
+      pos += len - skip;
+      skip = 0;
+    }
+    w->s = s;
+    w->n = pos;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)pos);
+    int r = uv_write(&w->req, &s->u.s, &b, 1, on_written);
+    if (r < 0) {
+      free(w);
+      s->write_err = r;
+      return raise_uv(L, r, "write");
+    }
+    s->queued += pos;
+  }
+  if (s->queued > s->hwm) {
+    lua_settop(L, 1);
+    return wait_writer(L, s, WAIT_HWM);
+  }
+  return 0;
+}
+
+static int l_drain(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  if (s->write_err) return raise_uv(L, s->write_err, "write");
+  if (s->queued == 0) return 0;
+  lua_settop(L, 1);
+  if (!luaio_current(L)) return luaL_error(L, "stream:drain must be called inside a task (wrap your code in aio.run)");
+  return wait_writer(L, s, WAIT_DRAIN);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  stream *s = req->data;
+  free(req);
+  luaio_task *t = s->writer;
+  if (!t || s->write_wait != WAIT_SHUTDOWN) return;
+  s->writer = NULL;
+  if (status < 0 && status != UV_ENOTCONN) wake_with_error(t, error_name(status), status, "shutdown");
+  else luaio_wake(t, 0);
+}
+
+static int l_shutdown(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  if (s->shut) return 0;
+  if (s->writer) return luaL_error(L, "another task is already writing to this stream");
+  luaio_task *t = luaio_current(L);
+  if (!t) return luaL_error(L, "stream:shutdown must be called inside a task (wrap your code in aio.run)");
+  uv_shutdown_t *req = malloc(sizeof *req);
+  if (!req) return luaL_error(L, "out of memory");
+  req->data = s;
+  int r = uv_shutdown(req, &s->u.s, on_shutdown);
+  if (r < 0) { free(req); return raise_uv(L, r, "shutdown"); }
+  s->shut = 1;
+  s->writer = t;
+  s->write_wait = WAIT_SHUTDOWN;
+  lua_settop(L, 1);
+  return luaio_await(L, writer_cancel, s, 0, write_k);
+}
+
+/* ---- other methods ------------------------------------------------------- */
+
+static int l_close(lua_State *L) {
+  stream_box *box = luaL_checkudata(L, 1, STREAM_MT);
+  if (box->s) {
+    stream *s = box->s;
+    box->s = NULL;
+    stream_close(s);
+  }
+  return 0;
+}
+
+static int l_gc(lua_State *L) {
+  stream_box *box = lua_touserdata(L, 1);
+  stream *s = box->s;
+  if (!s) return 0;
+  s->box = NULL;
+  box->s = NULL;
+  if (!s->h->closing) stream_close(s);
+  return 0;
+}
+
+static int l_closed(lua_State *L) {
+  stream_box *box = luaL_checkudata(L, 1, STREAM_MT);
+  lua_pushboolean(L, box->s == NULL);
+  return 1;
+}
+
+static int push_addr(lua_State *L, const struct sockaddr_storage *ss) {
+  char ip[64] = "";
+  int port = 0;
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    uv_ip4_name(a, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    uv_ip6_name(a, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+  } else {
+    lua_pushnil(L);
+    lua_pushnil(L);
+    return 2;
+  }
+  lua_pushstring(L, ip);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+static int names(lua_State *L, int peer) {
+  stream *s = check_stream(L, 1);
+  if (s->is_pipe) {
+    char path[1024];
+    size_t len = sizeof path;
+    int r = peer ? uv_pipe_getpeername(&s->u.pipe, path, &len) : uv_pipe_getsockname(&s->u.pipe, path, &len);
+    if (r < 0) return raise_uv(L, r, peer ? "peername" : "sockname");
+    lua_pushlstring(L, path, len);
+    lua_pushnil(L);
+    return 2;
+  }
+  if (peer && s->has_peer) return push_addr(L, &s->peer);
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int r = peer ? uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&ss, &len)
+               : uv_tcp_getsockname(&s->u.tcp, (struct sockaddr *)&ss, &len);
+  if (r < 0) return raise_uv(L, r, peer ? "peername" : "sockname");
+  return push_addr(L, &ss);
+}
+
+static int l_peername(lua_State *L) { return names(L, 1); }
+static int l_sockname(lua_State *L) { return names(L, 0); }
+
+static int l_set_timeout(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  double sec = luaL_optnumber(L, 2, 0);
+  if (!(sec >= 0)) return luaL_argerror(L, 2, "timeout must be a non-negative number of seconds");
+  s->timeout = sec;
+  return 0;
+}
+
+/* set_limits(limit, high_water): the line limit and the write high-water mark */
+static int l_set_limits(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Integer v = luaL_checkinteger(L, 2);
+    if (v < 1) return luaL_argerror(L, 2, "limit must be positive");
+    s->limit = (size_t)v;
+  }
+  if (!lua_isnoneornil(L, 3)) {
+    lua_Integer v = luaL_checkinteger(L, 3);
+    if (v < 0) return luaL_argerror(L, 3, "high-water mark must not be negative");
+    s->hwm = (size_t)v;
+  }
+  return 0;
+}
+
+static int l_buffered(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  lua_pushinteger(L, (lua_Integer)s->len);
+  lua_pushinteger(L, (lua_Integer)s->queued);
+  return 2;
+}
+
+static int l_tostring(lua_State *L) {
+  stream_box *box = luaL_checkudata(L, 1, STREAM_MT);
+  lua_pushfstring(L, "Stream<%s>", box->s ? "open" : "closed");
+  return 1;
+}
+
+/* ---- connecting ---------------------------------------------------------- */
+
+typedef struct {
+  uv_connect_t req;
+  luaio_task *task;   /* NULL once the waiting task gave up */
+  stream *s;
+} connect_op;
+
+static void remember_peer(stream *s) {
+  if (s->is_pipe) return;
+  int len = sizeof s->peer;
+  if (uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&s->peer, &len) == 0) s->has_peer = 1;
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  connect_op *op = (connect_op *)req;
+  luaio_task *t = op->task;
+  stream *s = op->s;
+  free(op);
+  if (!t) return;
+  if (status < 0) {
+    stream_close(s);             /* a failed connect leaves nothing open */
+    wake_with_error(t, "ConnectionError", status, "connect");
+  } else {
+    remember_peer(s);
+    luaio_wake(t, 0);
+  }
+}
+
+static void connect_cancel(void *data) {
+  connect_op *op = data;
+  op->task = NULL;
+  stream_close(op->s);           /* on_connect then sees ECANCELED and frees op */
+}
+
+static int connect_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  lua_settop(L, 1);         /* the Stream pushed before waiting */
+  return 1;
+}
+
+static int connect_fail(lua_State *L, int r, const char *what) {
+  l_close(L);
+  return luaio_uverror(L, "ConnectionError", r, what);
+}
+
+/* tcp_connect(ip, port) ⏸ -> Stream */
+static int l_tcp_connect(lua_State *L) {
+  luaio_host *h = luaio_upvalue_host(L);
+  const char *ip = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  if (!luaio_current(L)) return luaL_error(L, "open_connection must be called inside a task (wrap your code in aio.run)");
+  struct sockaddr_storage addr;
+  if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)&addr) != 0 &&
+      uv_ip6_addr(ip, (int)port, (struct sockaddr_in6 *)&addr) != 0)
+    return luaio_error(L, "ConnectionError", "EINVAL", "not a numeric address: %s", ip);
+  stream *s = stream_alloc(h);
+  if (!s) return luaL_error(L, "out of memory");
+  uv_tcp_init(h->loop, &s->u.tcp);
+  lua_settop(L, 0);
+  push_stream(L, s);
+  connect_op *op = malloc(sizeof *op);
+  if (!op) return connect_fail(L, UV_ENOMEM, "connect");
+  op->s = s;
+  op->task = luaio_current(L);
+  int r = uv_tcp_connect(&op->req, &s->u.tcp, (struct sockaddr *)&addr, on_connect);
+  if (r < 0) { free(op); return connect_fail(L, r, "connect"); }
+  uv_tcp_nodelay(&s->u.tcp, 1);
+  return luaio_await(L, connect_cancel, op, 0, connect_k);
+}
+
+/* pipe_connect(path) ⏸ -> Stream */
+static int l_pipe_connect(lua_State *L) {
+  luaio_host *h = luaio_upvalue_host(L);
+  const char *path = luaL_checkstring(L, 1);
+  if (!luaio_current(L)) return luaL_error(L, "open_connection must be called inside a task (wrap your code in aio.run)");
+  stream *s = stream_alloc(h);
+  if (!s) return luaL_error(L, "out of memory");
+  uv_pipe_init(h->loop, &s->u.pipe, 0);
+  s->is_pipe = 1;
+  lua_settop(L, 1);
+  push_stream(L, s);
+  lua_replace(L, 1);
+  connect_op *op = malloc(sizeof *op);
+  if (!op) return connect_fail(L, UV_ENOMEM, "connect");
+  op->s = s;
+  op->task = luaio_current(L);
+  uv_pipe_connect(&op->req, &s->u.pipe, path, on_connect);
+  return luaio_await(L, connect_cancel, op, 0, connect_k);
+}
+
+uv_pipe_t *luaio_stream_new_pipe(lua_State *L, luaio_host *h) {
+  stream *s = stream_alloc(h);
+  if (!s) { luaL_error(L, "out of memory"); return NULL; }
+  uv_pipe_init(h->loop, &s->u.pipe, 0);
+  s->is_pipe = 1;
+  push_stream(L, s);
+  return &s->u.pipe;
+}
+
+/* ---- listening ----------------------------------------------------------- */
+
+typedef struct listener listener;
+struct listener {
+  union { uv_handle_t handle; uv_stream_t s; uv_tcp_t tcp; uv_pipe_t pipe; } u;
+  luaio_host *h;
+  luaio_task *accepter;
+  int pending, err, is_pipe, closing;
+};
+
+typedef struct { listener *l; } listener_box;
+
+static void on_listener_closed(uv_handle_t *handle) { free(handle->data); }
+
+static void on_connection(uv_stream_t *server, int status) {
+  listener *l = server->data;
+  if (status < 0) l->err = status;
+  else l->pending++;
+  luaio_task *t = l->accepter;
+  if (t) { l->accepter = NULL; luaio_wake(t, 0); }
+}
+
+static listener *check_listener(lua_State *L) {
+  listener_box *box = luaL_checkudata(L, 1, LISTENER_MT);
+  if (!box->l) luaio_error(L, "OSError", "EBADF", "the server is closed");
+  return box->l;
+}
+
+static void accept_cancel(void *data) { ((listener *)data)->accepter = NULL; }
+
+static int l_accept(lua_State *L);
+static int accept_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return l_accept(L);
+}
+
+/* listener:accept() ⏸ -> Stream */
+static int l_accept(lua_State *L) {
+  listener *l = check_listener(L);
+  lua_settop(L, 1);
+  if (l->pending > 0) {
+    stream *s = stream_alloc(l->h);
+    if (!s) return luaL_error(L, "out of memory");
+    if (l->is_pipe) { uv_pipe_init(l->h->loop, &s->u.pipe, 0); s->is_pipe = 1; }
+    else uv_tcp_init(l->h->loop, &s->u.tcp);
+    push_stream(L, s);
+    l->pending--;
+    int r = uv_accept(&l->u.s, &s->u.s);
+    if (r < 0) { l_close(L); return raise_uv(L, r, "accept"); }
+    if (!l->is_pipe) { uv_tcp_nodelay(&s->u.tcp, 1); remember_peer(s); }
+    return 1;
+  }
+  if (l->err) {
+    int err = l->err;
+    l->err = 0;
+    return raise_uv(L, err, "accept");
+  }
+  if (l->accepter) return luaL_error(L, "another task is already accepting on this server");
+  luaio_task *t = luaio_current(L);
+  if (!t) return luaL_error(L, "accept must be called inside a task (wrap your code in aio.run)");
+  l->accepter = t;
+  return luaio_await(L, accept_cancel, l, 0, accept_k);
+}
+
+static int l_listener_close(lua_State *L) {
+  listener_box *box = luaL_checkudata(L, 1, LISTENER_MT);
+  listener *l = box->l;
+  if (!l) return 0;
+  box->l = NULL;
+  l->h->handles--;
+  if (l->accepter) {
+    luaio_task *t = l->accepter;
+    l->accepter = NULL;
+    wake_with_error(t, "OSError", UV_ECANCELED, "the server was closed");
+  }
+  uv_close(&l->u.handle, on_listener_closed);
+  return 0;
+}
+
+static int l_listener_gc(lua_State *L) {
+  listener_box *box = lua_touserdata(L, 1);
+  if (box->l && !box->l->h->closing) l_listener_close(L);
+  return 0;
+}
+
+static int l_listener_address(lua_State *L) {
+  listener *l = check_listener(L);
+  if (l->is_pipe) {
+    char path[1024];
+    size_t len = sizeof path;
+    if (uv_pipe_getsockname(&l->u.pipe, path, &len) < 0) return 0;
+    lua_pushlstring(L, path, len);
+    lua_pushnil(L);
+    return 2;
+  }
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int r = uv_tcp_getsockname(&l->u.tcp, (struct sockaddr *)&ss, &len);
+  if (r < 0) return raise_uv(L, r, "getsockname");
+  return push_addr(L, &ss);
+}
+
+static listener *push_listener(lua_State *L, luaio_host *h) {
+  listener *l = calloc(1, sizeof *l);
+  if (!l) { luaL_error(L, "out of memory"); return NULL; }
+  l->h = h;
+  l->u.handle.data = l;
+  listener_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+  box->l = l;
+  luaL_setmetatable(L, LISTENER_MT);
+  h->handles++;
+  return l;
+}
+
+static int listen_fail(lua_State *L, int r, const char *what, const char *where) {
+  l_listener_close(L);
+  lua_pushfstring(L, "%s %s", what, where);
+  return luaio_uverror(L, "OSError", r, lua_tostring(L, -1));
+}
+
+/* tcp_listen(ip, port, backlog, reuseport) -> Listener */
+static int l_tcp_listen(lua_State *L) {
+  luaio_host *h = luaio_upvalue_host(L);
+  const char *ip = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  int backlog = (int)luaL_optinteger(L, 3, 511);
+  int reuseport = lua_toboolean(L, 4);
+  if (port < 0 || port > 65535) return luaL_argerror(L, 2, "port must be within 0..65535");
+  struct sockaddr_storage addr;
+  int family = AF_INET;
+  if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)&addr) != 0) {
+    if (uv_ip6_addr(ip, (int)port, (struct sockaddr_in6 *)&addr) != 0)
+      return luaio_error(L, "OSError", "EINVAL", "not a numeric address: %s", ip);
+    family = AF_INET6;
+  }
+  lua_settop(L, 0);
+  listener *l = push_listener(L, h);
+  char where[96];
+  snprintf(where, sizeof where, "%s:%d", ip, (int)port);
+  int r = uv_tcp_init_ex(h->loop, &l->u.tcp, (unsigned)family);
+  if (r < 0) { free(l); ((listener_box *)lua_touserdata(L, 1))->l = NULL; h->handles--; return luaio_uverror(L, "OSError", r, "socket"); }
+  if (reuseport) {
+    uv_os_fd_t fd;
+    int one = 1;
+    if (uv_fileno(&l->u.handle, &fd) == 0) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  }
+  r = uv_tcp_bind(&l->u.tcp, (struct sockaddr *)&addr, 0);
+  if (r < 0) return listen_fail(L, r, "bind", where);
+  r = uv_listen(&l->u.s, backlog, on_connection);
+  if (r < 0) return listen_fail(L, r, "listen on", where);
+  return 1;
+}
+
+/* pipe_listen(path, backlog) -> Listener */
+static int l_pipe_listen(lua_State *L) {
+  luaio_host *h = luaio_upvalue_host(L);
+  const char *path = luaL_checkstring(L, 1);
+  int backlog = (int)luaL_optinteger(L, 2, 511);
+  listener *l = push_listener(L, h);
+  lua_insert(L, 1);                      /* the listener at 1, path still alive */
+  l->is_pipe = 1;
+  uv_pipe_init(h->loop, &l->u.pipe, 0);
+  int r = uv_pipe_bind(&l->u.pipe, path);
+  if (r < 0) return listen_fail(L, r, "bind", path);
+  r = uv_listen(&l->u.s, backlog, on_connection);
+  if (r < 0) return listen_fail(L, r, "listen on", path);
+  lua_settop(L, 1);
+  return 1;
+}
 
 void luaio_open_stream(lua_State *L, luaio_host *h) {
-  (void)L;
-  (void)h;
+  static const luaL_Reg methods[] = {
+    {"read", l_read}, {"read_exactly", l_read_exactly}, {"readline", l_readline},
+    {"read_until", l_read_until}, {"read_all", l_read_all}, {"write", l_write},
+    {"drain", l_drain}, {"close", l_close}, {"shutdown", l_shutdown},
+    {"peername", l_peername}, {"sockname", l_sockname}, {"set_timeout", l_set_timeout},
+    {"set_limits", l_set_limits}, {"buffered", l_buffered}, {"closed", l_closed},
+    {NULL, NULL}};
+  luaL_newmetatable(L, STREAM_MT);
+  luaL_newlib(L, methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");
+  lua_setfield(L, -3, "stream_methods");   /* into core */
+  lua_pushcfunction(L, l_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, l_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+
+  static const luaL_Reg lmethods[] = {
+    {"accept", l_accept}, {"close", l_listener_close}, {"address", l_listener_address},
+    {NULL, NULL}};
+  luaL_newmetatable(L, LISTENER_MT);
+  luaL_newlib(L, lmethods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_listener_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+
+  static const luaL_Reg funcs[] = {
+    {"tcp_connect", l_tcp_connect}, {"pipe_connect", l_pipe_connect},
+    {"tcp_listen", l_tcp_listen}, {"pipe_listen", l_pipe_listen}, {NULL, NULL}};
+  lua_pushlightuserdata(L, h);
+  luaL_setfuncs(L, funcs, 1);
 }

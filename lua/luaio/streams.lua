@@ -1,0 +1,162 @@
+-- Streams: open_connection, start_server, udp_bind, getaddrinfo (API.md §5).
+-- The byte work is native (stream.c); connection policy and servers are here.
+return function(aio, core)
+  local spawn, current_task, is_error, new_error = core.spawn, core.current_task, core.is_error, core.error
+  local Stream = core.stream_methods
+  local type, error, tostring, pcall = type, error, tostring, pcall
+
+  local function is_ip(host)
+    return host:match("^%d+%.%d+%.%d+%.%d+$") ~= nil or host:find(":", 1, true) ~= nil
+  end
+
+  local function check_port(port, fname, allow_zero)
+    local p = math.tointeger(tonumber(port))
+    if not p or p < (allow_zero and 0 or 1) or p > 65535 then
+      error(("%s: port must be an integer within %d..65535, got %s"):format(fname, allow_zero and 0 or 1, tostring(port)), 3)
+    end
+    return p
+  end
+
+  aio.getaddrinfo = function(host, port)
+    if type(host) ~= "string" then error("aio.getaddrinfo: host must be a string", 2) end
+    return core.getaddrinfo(host, port ~= nil and tostring(port) or nil)
+  end
+
+  local function apply_opts(s, opts)
+    if opts then
+      if opts.limit or opts.high_water then s:set_limits(opts.limit, opts.high_water) end
+      if opts.stream_timeout then s:set_timeout(opts.stream_timeout) end
+    end
+    return s
+  end
+
+  local function connect(host, port, opts)
+    if port == nil then return core.pipe_connect(host) end   -- a Unix socket path
+    port = check_port(port, "aio.open_connection")
+    local addrs
+    if is_ip(host) then addrs = { { addr = host } }
+    else addrs = core.getaddrinfo(host, tostring(port)) end
+    local last
+    for _, a in ipairs(addrs) do
+      local ok, s = pcall(core.tcp_connect, a.addr, port)
+      if ok then return s end
+      if is_error(s, "CancelledError") then error(s, 0) end
+      last = s
+    end
+    error(last or new_error("ConnectionError", "no address for " .. host), 0)
+  end
+
+  function aio.open_connection(host, port, opts)
+    if type(host) ~= "string" then error("aio.open_connection: host must be a string, got " .. type(host), 2) end
+    if opts ~= nil and type(opts) ~= "table" then error("aio.open_connection: opts must be a table", 2) end
+    local s
+    if opts and opts.timeout then s = aio.timeout(opts.timeout, connect, host, port, opts)
+    else s = connect(host, port, opts) end
+    return apply_opts(s, opts)
+  end
+
+  -- the Lua side of Stream
+  function Stream:lines()
+    return function() return self:readline() end
+  end
+
+  -- Server ------------------------------------------------------------------
+  local Server = {}
+  Server.__index = Server
+  Server.__name = "luaio.Server"
+
+  local function serve_one(server, handler, stream)
+    local ok, err = xpcall(handler, debug.traceback, stream)
+    stream:close()
+    if not ok and not is_error(err, "CancelledError") then
+      io.stderr:write("luaio: connection handler failed: ", tostring(err), "\n")
+    end
+  end
+
+  local function accept_loop(server, handler, max)
+    while true do
+      while max and server._active >= max do server._slot:wait() server._slot:clear() end
+      local ok, s = pcall(server._listener.accept, server._listener)
+      if not ok then
+        if server._closed then return end
+        if is_error(s, "CancelledError") then error(s, 0) end
+        io.stderr:write("luaio: accept failed: ", tostring(s), "\n")
+        aio.sleep(0.05)          -- e.g. EMFILE: back off, keep serving
+      else
+        server._active = server._active + 1
+        local t = spawn(serve_one, server, handler, s)
+        server._conns[t] = true
+        t:add_done_callback(function(done)
+          server._conns[done] = nil
+          server._active = server._active - 1
+          server._slot:set()
+          if server._closed and server._active == 0 then server._idle:set() end
+        end)
+      end
+    end
+  end
+
+  function aio.start_server(handler, host, port, opts)
+    if type(handler) ~= "function" then error("aio.start_server: handler must be a function", 2) end
+    if opts ~= nil and type(opts) ~= "table" then error("aio.start_server: opts must be a table", 2) end
+    opts = opts or {}
+    local listener, bound_host, bound_port
+    if port == nil and type(host) == "string" and not is_ip(host) and host:find("/", 1, true) then
+      listener = core.pipe_listen(host, opts.backlog)
+      bound_host = host
+    else
+      port = check_port(port or 0, "aio.start_server", true)
+      host = host or "0.0.0.0"
+      if type(host) ~= "string" then error("aio.start_server: host must be a string", 2) end
+      local ip = host
+      if not is_ip(host) then ip = core.getaddrinfo(host, tostring(port))[1].addr end
+      listener = core.tcp_listen(ip, port, opts.backlog, opts.reuseport)
+      bound_host, bound_port = listener:address()
+    end
+    local server = setmetatable({ host = bound_host, port = bound_port, _listener = listener,
+      _conns = {}, _active = 0, _closed = false, _slot = aio.Event(), _idle = aio.Event(),
+      _closed_ev = aio.Event() }, Server)
+    local max = opts.max_connections
+    if max ~= nil and (math.type(max) ~= "integer" or max < 1) then
+      listener:close()
+      error("aio.start_server: max_connections must be a positive integer", 2)
+    end
+    server._accepter = spawn(accept_loop, server, handler, max)
+    server._accepter.name = "server-accept"
+    return server
+  end
+
+  function Server:close()
+    if self._closed then return end
+    self._closed = true
+    self._listener:close()
+    self._accepter:cancel()
+    if self._active == 0 then self._idle:set() end
+    self._closed_ev:set()
+  end
+
+  -- waits until closed and every connection handler has finished
+  function Server:wait_closed()
+    self._closed_ev:wait()
+    self._idle:wait()
+  end
+
+  -- serves until closed, or until the calling task is cancelled (then closes)
+  function Server:serve_forever()
+    local ok, err = pcall(self._closed_ev.wait, self._closed_ev)
+    if not ok then self:close() error(err, 0) end
+  end
+
+  function Server:close_connections()
+    for t in pairs(self._conns) do t:cancel() end
+  end
+
+  Server.__close = function(s) s:close() end
+
+  aio.udp_bind = function(host, port)
+    if type(host) ~= "string" then error("aio.udp_bind: host must be a string", 2) end
+    local ip = host
+    if not is_ip(host) then ip = core.getaddrinfo(host)[1].addr end
+    return core.udp_bind(ip, port and check_port(port, "aio.udp_bind", true) or 0)
+  end
+end
