@@ -1,7 +1,302 @@
-/* http_parse.c — placeholder until the subsystem lands: registers nothing yet. */
+/*
+** http_parse.c — HTTP/1.1 request and response heads, strictly.
+**
+** The head arrives whole (the stream reads up to the blank line, natively,
+** within a byte limit); this file validates and splits it in one pass and
+** hands Lua a table. Anything a lenient parser would have to guess about
+** (bare CR, folded lines, conflicting lengths, two Hosts) is refused, since
+** such guesses are what request smuggling is made of.
+*/
+#include <string.h>
 #include "luaio_int.h"
 
+#define MAX_HEADERS 100
+#define MAX_LINE 8192
+
+/* RFC 9110 tchar */
+static int is_tchar(unsigned char c) {
+  if (c >= 'a' && c <= 'z') return 1;
+  if (c >= 'A' && c <= 'Z') return 1;
+  if (c >= '0' && c <= '9') return 1;
+  return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+typedef struct {
+  const char *p, *end;
+  int status;            /* status to answer on failure */
+  const char *why;
+} cursor;
+
+static int fail(cursor *c, int status, const char *why) {
+  c->status = status;
+  c->why = why;
+  return 0;
+}
+
+/* Next line without its CRLF; rejects bare CR and lone LF. */
+static int next_line(cursor *c, const char **line, size_t *len) {
+  const char *start = c->p;
+  for (const char *q = start; q < c->end; q++) {
+    if (*q == '\r') {
+      if (q + 1 >= c->end || q[1] != '\n') return fail(c, 400, "bare CR in head");
+      *line = start;
+      *len = (size_t)(q - start);
+      if (*len > MAX_LINE) return fail(c, 431, "head line too long");
+      c->p = q + 2;
+      return 1;
+    }
+    if (*q == '\n') return fail(c, 400, "line ending without CR");
+    if (*q == '\0') return fail(c, 400, "NUL byte in head");
+  }
+  return fail(c, 400, "head not terminated by CRLF");
+}
+
+static int parse_version(const char *v, size_t len, int *minor) {
+  if (len != 8 || memcmp(v, "HTTP/1.", 7) != 0) return 0;
+  if (v[7] != '0' && v[7] != '1') return 0;
+  *minor = v[7] - '0';
+  return 1;
+}
+
+/* Parse a decimal Content-Length: digits only, at most 2^53. */
+static int parse_length(const char *v, size_t len, lua_Integer *out) {
+  if (len == 0 || len > 16) return 0;
+  lua_Integer n = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (v[i] < '0' || v[i] > '9') return 0;
+    n = n * 10 + (v[i] - '0');
+  }
+  if (n > ((lua_Integer)1 << 53)) return 0;
+  *out = n;
+  return 1;
+}
+
+static void lower_into(char *dst, const char *src, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    char ch = src[i];
+    dst[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+  }
+}
+
+static int ci_equal(const char *a, size_t alen, const char *b) {
+  size_t blen = strlen(b);
+  if (alen != blen) return 0;
+  for (size_t i = 0; i < alen; i++) {
+    char x = a[i];
+    if (x >= 'A' && x <= 'Z') x = (char)(x + 32);
+    if (x != b[i]) return 0;
+  }
+  return 1;
+}
+
+/* Headers into the table at idx: lowercased names, repeated ones joined
+** with ", " (Set-Cookie-like lists stay readable); plus the facts the
+** framing depends on. */
+static int parse_headers(lua_State *L, cursor *c, int tidx, int is_request, int minor) {
+  int count = 0, hosts = 0, has_length = 0, chunked = 0, has_te = 0;
+  int conn_close = 0, conn_keep = 0, expect_continue = 0;
+  lua_Integer length = 0;
+  char name[256];
+  lua_newtable(L);                           /* headers */
+  int hidx = lua_gettop(L);
+  for (;;) {
+    const char *line;
+    size_t len;
+    if (!next_line(c, &line, &len)) return 0;
+    if (len == 0) break;                     /* end of head */
+    if (line[0] == ' ' || line[0] == '\t') return fail(c, 400, "obsolete line folding");
+    if (++count > MAX_HEADERS) return fail(c, 431, "too many header fields");
+    size_t n = 0;
+    while (n < len && is_tchar((unsigned char)line[n])) n++;
+    if (n == 0 || n >= len || line[n] != ':') return fail(c, 400, "malformed header field");
+    if (n >= sizeof name) return fail(c, 431, "header name too long");
+    const char *v = line + n + 1, *vend = line + len;
+    while (v < vend && (*v == ' ' || *v == '\t')) v++;
+    while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t')) vend--;
+    for (const char *q = v; q < vend; q++) {
+      unsigned char ch = (unsigned char)*q;
+      if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return fail(c, 400, "control character in a header value");
+    }
+    size_t vlen = (size_t)(vend - v);
+    lower_into(name, line, n);
+    if (n == 4 && memcmp(name, "host", 4) == 0) hosts++;
+    else if (n == 14 && memcmp(name, "content-length", 14) == 0) {
+      lua_Integer l;
+      if (!parse_length(v, vlen, &l)) return fail(c, 400, "invalid Content-Length");
+      if (has_length && l != length) return fail(c, 400, "conflicting Content-Length fields");
+      has_length = 1;
+      length = l;
+    } else if (n == 17 && memcmp(name, "transfer-encoding", 17) == 0) {
+      has_te = 1;
+      /* only "chunked", as the last coding, is understood */
+      const char *last = v;
+      for (const char *q = v; q < vend; q++) if (*q == ',') last = q + 1;
+      while (last < vend && (*last == ' ' || *last == '\t')) last++;
+      if (!ci_equal(last, (size_t)(vend - last), "chunked") || last != v)
+        return fail(c, is_request ? 501 : 400, "unsupported Transfer-Encoding");
+      chunked = 1;
+    } else if (n == 10 && memcmp(name, "connection", 10) == 0) {
+      for (const char *q = v; q < vend;) {
+        const char *tok = q;
+        while (q < vend && *q != ',') q++;
+        const char *tend = q;
+        while (tok < tend && (*tok == ' ' || *tok == '\t')) tok++;
+        while (tend > tok && (tend[-1] == ' ' || tend[-1] == '\t')) tend--;
+        if (ci_equal(tok, (size_t)(tend - tok), "close")) conn_close = 1;
+        else if (ci_equal(tok, (size_t)(tend - tok), "keep-alive")) conn_keep = 1;
+        if (q < vend) q++;
+      }
+    } else if (n == 6 && memcmp(name, "expect", 6) == 0) {
+      if (ci_equal(v, vlen, "100-continue")) expect_continue = 1;
+    }
+    lua_pushlstring(L, name, n);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, hidx) == LUA_TSTRING) {   /* repeated: join */
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, v, vlen);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, v, vlen);
+    }
+    lua_rawset(L, hidx);
+  }
+  if (is_request && minor == 1 && hosts == 0) return fail(c, 400, "missing Host header");
+  if (hosts > 1) return fail(c, 400, "more than one Host header");
+  if (has_te && has_length) return fail(c, 400, "both Content-Length and Transfer-Encoding");
+  lua_setfield(L, tidx, "headers");
+  if (has_length) { lua_pushinteger(L, length); lua_setfield(L, tidx, "content_length"); }
+  lua_pushboolean(L, chunked);
+  lua_setfield(L, tidx, "chunked");
+  /* HTTP/1.1 keeps the connection unless told to close; 1.0 only when asked */
+  lua_pushboolean(L, minor == 1 ? !conn_close : (conn_keep && !conn_close));
+  lua_setfield(L, tidx, "keep_alive");
+  lua_pushboolean(L, expect_continue);
+  lua_setfield(L, tidx, "expect_continue");
+  return 1;
+}
+
+static int parse_request_line(lua_State *L, cursor *c, int tidx, int *minor) {
+  const char *line;
+  size_t len;
+  if (!next_line(c, &line, &len)) return 0;
+  const char *end = line + len, *p = line;
+  while (p < end && is_tchar((unsigned char)*p)) p++;
+  if (p == line || p >= end || *p != ' ') return fail(c, 400, "malformed request method");
+  lua_pushlstring(L, line, (size_t)(p - line));
+  lua_setfield(L, tidx, "method");
+  const char *target = ++p;
+  while (p < end && *p != ' ') {
+    unsigned char ch = (unsigned char)*p;
+    if (ch <= 0x20 || ch == 0x7f) return fail(c, 400, "invalid character in the request target");
+    p++;
+  }
+  if (p == target || p >= end) return fail(c, 400, "malformed request target");
+  lua_pushlstring(L, target, (size_t)(p - target));
+  lua_setfield(L, tidx, "target");
+  p++;
+  if (!parse_version(p, (size_t)(end - p), minor)) return fail(c, 400, "unsupported HTTP version");
+  lua_pushlstring(L, p, 8);
+  lua_setfield(L, tidx, "version");
+  return 1;
+}
+
+static int parse_status_line(lua_State *L, cursor *c, int tidx, int *minor) {
+  const char *line;
+  size_t len;
+  if (!next_line(c, &line, &len)) return 0;
+  if (len < 12 || !parse_version(line, 8, minor) || line[8] != ' ') return fail(c, 400, "malformed status line");
+  const char *d = line + 9;
+  if (d[0] < '1' || d[0] > '5' || d[1] < '0' || d[1] > '9' || d[2] < '0' || d[2] > '9')
+    return fail(c, 400, "malformed status code");
+  if (len > 12 && line[12] != ' ') return fail(c, 400, "malformed status line");
+  lua_pushinteger(L, (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0'));
+  lua_setfield(L, tidx, "status");
+  lua_pushlstring(L, line, 8);
+  lua_setfield(L, tidx, "version");
+  lua_pushlstring(L, len > 13 ? line + 13 : "", len > 13 ? len - 13 : 0);
+  lua_setfield(L, tidx, "reason");
+  return 1;
+}
+
+/* http_parse_head(head, "request"|"response") -> table | nil, status, reason
+** `head` is the whole head including its final CRLF CRLF. */
+static int l_parse_head(lua_State *L) {
+  size_t len;
+  const char *head = luaL_checklstring(L, 1, &len);
+  const char *kind = luaL_checkstring(L, 2);
+  int is_request = strcmp(kind, "request") == 0;
+  if (!is_request && strcmp(kind, "response") != 0) return luaL_argerror(L, 2, "'request' or 'response' expected");
+  cursor c = {head, head + len, 0, NULL};
+  int minor = 1;
+  lua_createtable(L, 0, 10);
+  int tidx = lua_gettop(L);
+  int ok = is_request ? parse_request_line(L, &c, tidx, &minor) : parse_status_line(L, &c, tidx, &minor);
+  if (ok) ok = parse_headers(L, &c, tidx, is_request, minor);
+  if (!ok) {
+    lua_pushnil(L);
+    lua_pushinteger(L, c.status);
+    lua_pushstring(L, c.why);
+    return 3;
+  }
+  lua_settop(L, tidx);
+  lua_pushinteger(L, (lua_Integer)(c.p - head));
+  lua_setfield(L, tidx, "head_length");
+  return 1;
+}
+
+static int hexval(int ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* http_chunk_size(line) -> size | nil, reason: hex digits, then optional
+** ";extensions"; no sign, no overflow. */
+static int l_chunk_size(lua_State *L) {
+  size_t len;
+  const char *line = luaL_checklstring(L, 1, &len);
+  lua_Integer n = 0;
+  size_t i = 0;
+  for (; i < len && hexval((unsigned char)line[i]) >= 0; i++) {
+    if (i >= 13) { lua_pushnil(L); lua_pushliteral(L, "chunk size too large"); return 2; }
+    n = n * 16 + hexval((unsigned char)line[i]);
+  }
+  if (i == 0) { lua_pushnil(L); lua_pushliteral(L, "invalid chunk size"); return 2; }
+  while (i < len && (line[i] == ' ' || line[i] == '\t')) i++;
+  if (i < len && line[i] != ';') { lua_pushnil(L); lua_pushliteral(L, "invalid chunk size"); return 2; }
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* http_unescape(s [, plus_is_space]) -> percent-decoded string */
+static int l_unescape(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  int plus = lua_toboolean(L, 2);
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, len);
+  size_t o = 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = s[i];
+    if (ch == '%' && i + 2 < len && hexval((unsigned char)s[i + 1]) >= 0 &&
+        hexval((unsigned char)s[i + 2]) >= 0) {
+      out[o++] = (char)(hexval((unsigned char)s[i + 1]) * 16 + hexval((unsigned char)s[i + 2]));
+      i += 2;
+    } else if (ch == '+' && plus) out[o++] = ' ';
+    else out[o++] = ch;
+  }
+  luaL_pushresultsize(&b, o);
+  return 1;
+}
+
 void luaio_open_http_parse(lua_State *L, luaio_host *h) {
-  (void)L;
   (void)h;
+  lua_pushcfunction(L, l_parse_head);
+  lua_setfield(L, -2, "http_parse_head");
+  lua_pushcfunction(L, l_chunk_size);
+  lua_setfield(L, -2, "http_chunk_size");
+  lua_pushcfunction(L, l_unescape);
+  lua_setfield(L, -2, "http_unescape");
 }

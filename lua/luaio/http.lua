@@ -1,0 +1,501 @@
+-- HTTP/1.1 server and client (API.md §6) on luaio streams. Heads are read
+-- whole by the stream (native search for the blank line, within a limit) and
+-- parsed in C (http_parse.c); routing, framing policy and pooling live here.
+return function(aio, core)
+  local parse_head, chunk_size, unescape = core.http_parse_head, core.http_chunk_size, core.http_unescape
+  local is_error, new_error = core.is_error, core.error
+  local json = aio.json
+  local concat, type, tostring, error, pcall = table.concat, type, tostring, error, pcall
+  local fmt = string.format
+
+  local http = {}
+  aio.http = http
+
+  local REASONS = {
+    [100] = "Continue", [200] = "OK", [201] = "Created", [202] = "Accepted", [204] = "No Content",
+    [206] = "Partial Content", [301] = "Moved Permanently", [302] = "Found", [303] = "See Other",
+    [304] = "Not Modified", [307] = "Temporary Redirect", [308] = "Permanent Redirect",
+    [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
+    [405] = "Method Not Allowed", [408] = "Request Timeout", [409] = "Conflict", [411] = "Length Required",
+    [413] = "Content Too Large", [418] = "I'm a teapot", [429] = "Too Many Requests",
+    [431] = "Request Header Fields Too Large", [500] = "Internal Server Error",
+    [501] = "Not Implemented", [502] = "Bad Gateway", [503] = "Service Unavailable",
+    [504] = "Gateway Timeout", [505] = "HTTP Version Not Supported",
+  }
+  http.reasons = REASONS
+
+  -- headers with case-insensitive lookup: stored lowercased
+  local Headers = {}
+  Headers.__index = function(t, k)
+    if type(k) == "string" then return rawget(t, k:lower()) end
+  end
+  local function headers_of(t) return setmetatable(t or {}, Headers) end
+  http.headers = headers_of
+
+  local function decode_query(q)
+    local t = {}
+    if not q or q == "" then return t end
+    for pair in q:gmatch("[^&]+") do
+      local k, v = pair:match("^([^=]*)=?(.*)$")
+      k, v = unescape(k, true), unescape(v, true)
+      local old = t[k]
+      if old == nil then t[k] = v
+      elseif type(old) == "table" then old[#old + 1] = v
+      else t[k] = { old, v } end
+    end
+    return t
+  end
+  http.decode_query = decode_query
+
+  local function escape(s)
+    return (tostring(s):gsub("[^%w%-%._~]", function(c) return fmt("%%%02X", c:byte()) end))
+  end
+  http.escape = escape
+
+  local function http_date(t)
+    return os.date("!%a, %d %b %Y %H:%M:%S GMT", t)
+  end
+
+  -- body framing shared by both sides ----------------------------------
+  local function read_chunked(stream, max)
+    local parts, total = {}, 0
+    while true do
+      local line = stream:readline()
+      if not line then error(new_error("ProtocolError", "connection closed inside a chunked body"), 0) end
+      local size, why = chunk_size(line)
+      if not size then error(new_error("ProtocolError", why, { status = 400 }), 0) end
+      if size == 0 then
+        repeat                               -- trailers, ignored
+          local t = stream:readline()
+          if t == nil then break end
+        until t == ""
+        break
+      end
+      total = total + size
+      if max and total > max then error(new_error("ProtocolError", "body too large", { status = 413 }), 0) end
+      parts[#parts + 1] = stream:read_exactly(size)
+      local crlf = stream:read_exactly(2)
+      if crlf ~= "\r\n" then error(new_error("ProtocolError", "chunk not followed by CRLF", { status = 400 }), 0) end
+    end
+    return concat(parts)
+  end
+
+  local function read_head(stream, kind)
+    local ok, head = pcall(stream.read_until, stream, "\r\n\r\n")
+    if not ok then
+      if is_error(head, "LimitOverrunError") then return nil, 431, "head too large" end
+      if is_error(head, "IncompleteReadError") then return nil, 400, "incomplete head" end
+      error(head, 0)
+    end
+    if head == nil then return false end     -- clean EOF
+    if head == "" and kind == "request" then  -- stray CRLFs before a request are allowed
+      return read_head(stream, kind)
+    end
+    return parse_head(head .. "\r\n\r\n", kind)
+  end
+
+  -- ===================================================================
+  -- Server
+  -- ===================================================================
+  local App = {}
+  App.__index = App
+
+  function http.app(opts)
+    return setmetatable({ _routes = {}, _opts = opts or {} }, App)
+  end
+
+  local function compile(path)
+    local segs = {}
+    for seg in path:gmatch("[^/]+") do
+      local name = seg:match("^:(.+)$")
+      segs[#segs + 1] = name and { param = name } or seg
+    end
+    return segs
+  end
+
+  function App:route(path, handler, methods)
+    if type(path) ~= "string" or path:sub(1, 1) ~= "/" then error("app:route: path must start with '/'", 2) end
+    if type(handler) ~= "function" then error("app:route: handler must be a function", 2) end
+    local allowed
+    if methods ~= nil then
+      if type(methods) == "string" then methods = { methods } end
+      if type(methods) ~= "table" then error("app:route: methods must be a string or an array", 2) end
+      allowed = {}
+      for _, m in ipairs(methods) do allowed[m:upper()] = true end
+      if allowed.GET then allowed.HEAD = true end
+    end
+    self._routes[#self._routes + 1] = { segs = compile(path), handler = handler, methods = allowed, list = methods }
+    return self
+  end
+
+  local function match(route, parts)
+    local segs = route.segs
+    if #segs ~= #parts then return nil end
+    local params = {}
+    for i = 1, #segs do
+      local s = segs[i]
+      if type(s) == "table" then params[s.param] = parts[i]
+      elseif s ~= parts[i] then return nil end
+    end
+    return params
+  end
+
+  function App:find(method, path)
+    local parts = {}
+    for seg in path:gmatch("[^/]+") do parts[#parts + 1] = unescape(seg) end
+    local allow
+    for _, r in ipairs(self._routes) do
+      local params = match(r, parts)
+      if params then
+        if not r.methods or r.methods[method] then return r, params end
+        allow = allow or {}
+        for m in pairs(r.methods) do allow[#allow + 1] = m end
+      end
+    end
+    if allow then table.sort(allow) return nil, 405, concat(allow, ", ") end
+    return nil, 404
+  end
+
+  local Request = {}
+  Request.__index = Request
+  function Request:json()
+    return json.decode(self.body)
+  end
+
+  local function send_response(stream, status, headers, body, head_only, keep_alive)
+    local out = { fmt("HTTP/1.1 %d %s\r\n", status, REASONS[status] or "Unknown") }
+    local has_type, has_length = false, false
+    for k, v in pairs(headers) do
+      local lk = k:lower()
+      if lk == "content-type" then has_type = true end
+      if lk == "content-length" then has_length = true end
+      out[#out + 1] = k .. ": " .. tostring(v) .. "\r\n"
+    end
+    if not has_type and body ~= "" then out[#out + 1] = "Content-Type: text/plain; charset=utf-8\r\n" end
+    if not has_length then out[#out + 1] = "Content-Length: " .. #body .. "\r\n" end
+    out[#out + 1] = "Date: " .. http_date() .. "\r\nServer: luaio\r\n"
+    if not keep_alive then out[#out + 1] = "Connection: close\r\n" end
+    out[#out + 1] = "\r\n"
+    if head_only then stream:write(concat(out)) else stream:write(concat(out), body) end
+  end
+
+  local function simple(stream, status, extra, keep_alive)
+    local body = fmt("%d %s\n", status, REASONS[status] or "")
+    send_response(stream, status, extra or {}, body, false, keep_alive)
+  end
+
+  local function access_log(req, status, size, t0)
+    io.stderr:write(fmt("%s %s %s %d %d %.1fms\n", req.peer or "-", req.method, req.target, status, size,
+      (aio.now() - t0) * 1000))
+  end
+
+  -- one request: read, route, answer. Returns false when the connection ends.
+  local function serve_request(app, stream, opts, peer)
+    local head_timeout = opts.header_timeout
+    local head, status, why
+    if head_timeout then
+      local ok, a, b, c = pcall(aio.timeout, head_timeout, read_head, stream, "request")
+      if not ok then
+        if is_error(a, "TimeoutError") then
+          pcall(simple, stream, 408, nil, false)
+          return false
+        end
+        error(a, 0)
+      end
+      head, status, why = a, b, c
+    else
+      head, status, why = read_head(stream, "request")
+    end
+    if head == false then return false end
+    if not head then
+      pcall(simple, stream, status, nil, false)
+      return false
+    end
+    local t0 = aio.now()
+    local method = head.method
+    local path, query = head.target:match("^([^?#]*)%??([^#]*)")
+    if path == "" or path:sub(1, 1) ~= "/" then
+      if head.target == "*" and method == "OPTIONS" then path = "*" else
+        simple(stream, 400, nil, false)
+        return false
+      end
+    end
+    local max_body = opts.max_body or 1024 * 1024
+    local length = head.content_length
+    if length and length > max_body then
+      simple(stream, 413, nil, false)
+      return false
+    end
+    if head.expect_continue and (length or head.chunked) then stream:write("HTTP/1.1 100 Continue\r\n\r\n") end
+    local body = ""
+    if head.chunked then
+      local ok, b = pcall(read_chunked, stream, max_body)
+      if not ok then
+        local st = type(b) == "table" and b.status or 400
+        if is_error(b, "CancelledError") then error(b, 0) end
+        pcall(simple, stream, st, nil, false)
+        return false
+      end
+      body = b
+    elseif length and length > 0 then
+      local ok, b = pcall(stream.read_exactly, stream, length)
+      if not ok then
+        if is_error(b, "CancelledError") then error(b, 0) end
+        return false
+      end
+      body = b
+    end
+    local keep_alive = head.keep_alive
+    local req = setmetatable({ method = method, target = head.target, path = path, query = decode_query(query),
+      headers = headers_of(head.headers), body = body, peer = peer, version = head.version, params = {} }, Request)
+    local route, params_or_status, allow = app:find(method, path)
+    local resp_status, resp_headers, resp_body = 200, {}, ""
+    if not route then
+      resp_status = params_or_status
+      if allow then resp_headers.Allow = allow end
+      resp_body = fmt("%d %s\n", resp_status, REASONS[resp_status])
+    else
+      req.params = params_or_status
+      local ok, b, st, hd = xpcall(route.handler, debug.traceback, req)
+      if not ok then
+        if is_error(b, "CancelledError") then error(b, 0) end
+        io.stderr:write(fmt("luaio: handler for %s %s failed: %s\n", method, path, tostring(b)))
+        resp_status, resp_body = 500, "500 Internal Server Error\n"
+      else
+        if st ~= nil then
+          st = math.tointeger(st)
+          if not st or st < 100 or st > 999 then
+            io.stderr:write(fmt("luaio: handler for %s %s returned an invalid status\n", method, path))
+            st = 500
+            b = "500 Internal Server Error\n"
+          end
+        end
+        resp_status = st or 200
+        if type(hd) == "table" then resp_headers = hd end
+        if type(b) == "table" then
+          resp_body = json.encode(b)
+          local typed = false
+          for k in pairs(resp_headers) do if k:lower() == "content-type" then typed = true end end
+          if not typed then resp_headers["Content-Type"] = "application/json" end
+        elseif b == nil then resp_body = ""
+        else resp_body = tostring(b) end
+      end
+    end
+    send_response(stream, resp_status, resp_headers, resp_body, method == "HEAD", keep_alive)
+    if opts.access_log then access_log(req, resp_status, #resp_body, t0) end
+    return keep_alive
+  end
+
+  function App:handle_connection(stream, opts)
+    opts = opts or self._opts
+    stream:set_limits(opts.max_header or 65536)
+    local host, port = stream:peername()
+    local peer = host and (port and (host .. ":" .. port) or host) or nil
+    while serve_request(self, stream, opts, peer) do end
+    pcall(stream.drain, stream)
+  end
+
+  function App:listen(host, port, opts)
+    opts = opts or {}
+    for k, v in pairs(self._opts) do if opts[k] == nil then opts[k] = v end end
+    local app = self
+    return aio.start_server(function(stream) app:handle_connection(stream, opts) end, host, port, opts)
+  end
+
+  -- ===================================================================
+  -- Client
+  -- ===================================================================
+  local function parse_url(url)
+    if type(url) ~= "string" then error("URL must be a string", 3) end
+    local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+    if not scheme then error(new_error("ValueError", "not an absolute URL: " .. url), 3) end
+    scheme = scheme:lower()
+    if scheme == "https" then
+      error(new_error("ProtocolError", "https is not supported yet: " .. url), 3)
+    elseif scheme ~= "http" then
+      error(new_error("ProtocolError", "unsupported URL scheme: " .. scheme), 3)
+    end
+    local authority, target = rest:match("^([^/?#]*)(.*)$")
+    target = target:gsub("#.*$", "")
+    if target == "" then target = "/" elseif target:sub(1, 1) == "?" then target = "/" .. target end
+    local host, port = authority:match("^%[([^%]]+)%]:?(%d*)$")
+    if not host then host, port = authority:match("^([^:]+):?(%d*)$") end
+    if not host or host == "" then error(new_error("ValueError", "URL without a host: " .. url), 3) end
+    port = tonumber(port) or 80
+    return { host = host, port = port, target = target,
+             authority = (port == 80) and host or (host .. ":" .. port) }
+  end
+  http.parse_url = parse_url
+
+  local Response = {}
+  Response.__index = Response
+  function Response:json() return json.decode(self.body) end
+  function Response:raise_for_status()
+    if self.status >= 400 then
+      error(new_error("HTTPError", fmt("%d %s for %s", self.status, self.reason, self.url), { status = self.status, response = self }), 2)
+    end
+    return self
+  end
+  function Response:ok() return self.status < 400 end
+
+  local Session = {}
+  Session.__index = Session
+
+  function http.Session(opts)
+    opts = opts or {}
+    if type(opts) ~= "table" then error("aio.http.Session: opts must be a table", 2) end
+    local max = opts.max_connections or 100
+    return setmetatable({ _idle = {}, _opts = opts, _sem = aio.Semaphore(max), _closed = false,
+      headers = opts.headers or {}, timeout = opts.timeout, connections_made = 0 }, Session)
+  end
+
+  function Session:close()
+    self._closed = true
+    for _, list in pairs(self._idle) do
+      for _, s in ipairs(list) do s:close() end
+    end
+    self._idle = {}
+  end
+  Session.__close = Session.close
+
+  local function checkout(self, u)
+    local key = u.host .. ":" .. u.port
+    local list = self._idle[key]
+    while list and #list > 0 do
+      local s = table.remove(list)
+      if not s:closed() then
+        -- a pooled connection the server closed shows EOF or data: drop it
+        local pending = s:buffered()
+        if pending == 0 then return s, key, true end
+        s:close()
+      end
+    end
+    self.connections_made = self.connections_made + 1
+    return aio.open_connection(u.host, u.port), key, false
+  end
+
+  local function checkin(self, key, s)
+    if self._closed then s:close() return end
+    local list = self._idle[key] or {}
+    self._idle[key] = list
+    list[#list + 1] = s
+  end
+
+  local function send_request(s, method, u, headers, body)
+    local out = { fmt("%s %s HTTP/1.1\r\nHost: %s\r\n", method, u.target, u.authority) }
+    for k, v in pairs(headers) do out[#out + 1] = k .. ": " .. tostring(v) .. "\r\n" end
+    if body ~= nil then out[#out + 1] = "Content-Length: " .. #body .. "\r\n" end
+    out[#out + 1] = "\r\n"
+    s:write(concat(out), body or "")
+  end
+
+  local function read_response(s, method)
+    local head, status, why = read_head(s, "response")
+    if head == false then
+      error(new_error("ConnectionError", "the server closed the connection without answering", { code = "ECONNRESET" }), 0)
+    end
+    if not head then error(new_error("ProtocolError", "bad response head: " .. tostring(why)), 0) end
+    while head.status >= 100 and head.status < 200 and head.status ~= 101 do   -- interim responses
+      head, status, why = read_head(s, "response")
+      if not head then error(new_error("ProtocolError", "bad response head: " .. tostring(why)), 0) end
+    end
+    local body = ""
+    local st = head.status
+    local reusable = head.keep_alive
+    if method == "HEAD" or st == 204 or st == 304 then body = ""
+    elseif head.chunked then body = read_chunked(s)
+    elseif head.content_length then body = s:read_exactly(head.content_length)
+    else
+      body = s:read_all()                   -- delimited by the end of the connection
+      reusable = false
+    end
+    return head, body, reusable
+  end
+
+  local function merged_headers(self, opts)
+    local h = { ["User-Agent"] = "luaio/" .. "0.1" }
+    for k, v in pairs(self.headers) do h[k] = v end
+    if opts.headers then for k, v in pairs(opts.headers) do h[k] = v end end
+    return h
+  end
+
+  local function resolve(base, location)
+    if location:match("^%a[%w+.-]*://") then return location end
+    local u = parse_url(base)
+    local prefix = "http://" .. u.authority
+    if location:sub(1, 2) == "//" then return "http:" .. location end
+    if location:sub(1, 1) == "/" then return prefix .. location end
+    local dir = u.target:gsub("[?#].*$", ""):match("^(.*/)") or "/"
+    return prefix .. dir .. location
+  end
+
+  local function perform(self, method, url, opts)
+    method = method:upper()
+    local body = opts.body
+    local headers = merged_headers(self, opts)
+    if opts.json ~= nil then
+      body = json.encode(opts.json)
+      local typed = false
+      for k in pairs(headers) do if k:lower() == "content-type" then typed = true end end
+      if not typed then headers["Content-Type"] = "application/json" end
+    end
+    if body ~= nil and type(body) ~= "string" then error("opts.body must be a string", 3) end
+    local redirects = opts.max_redirects or 5
+    while true do
+      local u = parse_url(url)
+      local _ <close> = self._sem:acquire()   -- one connection slot per request
+      local head, resp_body
+      for attempt = 1, 2 do
+        local s, key, reused = checkout(self, u)
+        local ok, a, b, c = pcall(function()
+          send_request(s, method, u, headers, body)
+          return read_response(s, method)
+        end)
+        if ok then
+          head, resp_body = a, b
+          if c then checkin(self, key, s) else s:close() end
+          break
+        end
+        s:close()
+        -- a reused connection may have been closed by the server meanwhile: retry once on a new one
+        if not (reused and attempt == 1 and (is_error(a, "ConnectionError") or is_error(a, "IncompleteReadError") or is_error(a, "OSError"))) then
+          error(a, 0)
+        end
+      end
+      local st = head.status
+      local location = head.headers.location
+      if location and (st == 301 or st == 302 or st == 303 or st == 307 or st == 308) and redirects > 0 then
+        redirects = redirects - 1
+        url = resolve(url, location)
+        if st == 303 or ((st == 301 or st == 302) and method == "POST") then
+          method = method == "HEAD" and "HEAD" or "GET"
+          body = nil
+          headers["Content-Type"] = nil
+        end
+      else
+        return setmetatable({ status = st, reason = head.reason, headers = headers_of(head.headers),
+          body = resp_body, url = url, version = head.version }, Response)
+      end
+    end
+  end
+
+  function Session:request(method, url, opts)
+    if type(method) ~= "string" then error("request: method must be a string", 2) end
+    opts = opts or {}
+    if type(opts) ~= "table" then error("request: opts must be a table", 2) end
+    if self._closed then error(new_error("RuntimeError", "the session is closed"), 2) end
+    local timeout = opts.timeout or self.timeout
+    if timeout then return aio.timeout(timeout, perform, self, method, url, opts) end
+    return perform(self, method, url, opts)
+  end
+  function Session:get(url, opts) return self:request("GET", url, opts) end
+  function Session:post(url, opts) return self:request("POST", url, opts) end
+
+  -- one-shot requests: a session of their own, closed afterwards
+  function http.request(method, url, opts)
+    local session <close> = http.Session()
+    return session:request(method, url, opts)
+  end
+  function http.get(url, opts) return http.request("GET", url, opts) end
+  function http.post(url, opts) return http.request("POST", url, opts) end
+end

@@ -1,0 +1,226 @@
+-- The HTTP/1.1 server (API.md §6), checked with curl and raw sockets.
+local aio = require "luaio"
+local S = require "spec.support"
+
+local function make_app()
+  local app = aio.http.app()
+  app:route("/", function() return "hello\n" end)
+  app:route("/users/:id", function(req) return { id = req.params.id, q = req.query.q } end)
+  app:route("/echo", function(req) return req.body, 201, { ["X-Len"] = #req.body } end, { "POST", "PUT" })
+  app:route("/json", function(req) return { got = req:json() } end, "POST")
+  app:route("/headers", function(req) return req.headers["x-custom"] or "none" end)
+  app:route("/boom", function() error("kaboom") end)
+  app:route("/slow", function() aio.sleep(0.2) return "slow\n" end)
+  app:route("/big", function() return ("D"):rep(10 * 1024 * 1024) end)
+  app:route("/peer", function(req) return req.peer end)
+  app:route("/typed", function() return "<b>hi</b>", 200, { ["Content-Type"] = "text/html" } end)
+  return app
+end
+
+local function curl(args)
+  local out, err, code = S.bg("curl -sS " .. args):wait(30)
+  return out, err, code
+end
+
+-- raw request over a socket; returns everything the server sends until it closes
+local function raw(port, bytes, opts)
+  local c <close> = aio.open_connection("127.0.0.1", port)
+  c:write(bytes)
+  if opts and opts.half_close then c:shutdown() end
+  return aio.timeout(5, c.read_all, c)
+end
+
+describe("HTTP server", function()
+  local server, base
+  setup(function()
+    server = make_app():listen("127.0.0.1", 0, { max_body = 1024 * 1024 * 20, max_header = 8192, header_timeout = 0.5 })
+    base = "http://127.0.0.1:" .. server.port
+  end)
+  teardown(function() server:close() end)
+
+  it("answers curl with a text body, Date and Server headers", function()
+    local out, err, code = curl("-i " .. base .. "/")
+    assert.equals(0, code, err)
+    assert.matches("^HTTP/1.1 200 OK\r\n", out)
+    assert.matches("\r\nContent%-Type: text/plain; charset=utf%-8\r\n", out)
+    assert.matches("\r\nDate: %a+, %d+ %a+ %d+ [%d:]+ GMT\r\n", out)
+    assert.matches("\r\nServer: luaio\r\n", out)
+    assert.matches("\r\n\r\nhello\n$", out)
+  end)
+
+  it("route params, decoded query, JSON bodies both ways", function()
+    local out = curl(base .. "/users/42?q=a%20b")
+    assert.same({ id = "42", q = "a b" }, aio.json.decode(out))
+    out = curl("-H 'Content-Type: application/json' -d '{\"x\":[1,2]}' " .. base .. "/json")
+    assert.same({ got = { x = { 1, 2 } } }, aio.json.decode(out))
+  end)
+
+  it("headers are case-insensitive; handler status and headers are sent", function()
+    assert.equals("yes", (curl("-H 'X-CUSTOM: yes' " .. base .. "/headers")))
+    local out = curl("-i -d 'abc' " .. base .. "/echo")
+    assert.matches("^HTTP/1.1 201 Created", out)
+    assert.matches("X%-Len: 3", out)
+    assert.matches("text/html", (curl("-i " .. base .. "/typed")))
+  end)
+
+  it("reuses a keep-alive connection for several requests", function()
+    local _, err = curl("-v " .. base .. "/ " .. base .. "/users/1")
+    assert.matches("Re%-using existing connection", err)
+  end)
+
+  it("accepts a chunked upload", function()
+    local out = S.bg("printf 'chunky data\\n' | curl -sS -H 'Transfer-Encoding: chunked' --data-binary @- " .. base .. "/echo"):wait()
+    assert.equals("chunky data\n", out)
+  end)
+
+  it("HEAD sends headers only", function()
+    local out = curl("-I " .. base .. "/")
+    assert.matches("^HTTP/1.1 200", out)
+    assert.matches("Content%-Length: 6", out)
+    assert.not_matches("hello", out)
+  end)
+
+  it("404, 405 with Allow, 500 on a handler error, and keeps serving", function()
+    assert.matches("^HTTP/1.1 404", (curl("-i " .. base .. "/missing")))
+    local out = curl("-i " .. base .. "/echo")
+    assert.matches("^HTTP/1.1 405", out)
+    assert.matches("Allow: POST, PUT", out)
+    assert.matches("^HTTP/1.1 500", (curl("-i " .. base .. "/boom")))
+    assert.equals("hello\n", (curl(base .. "/")))
+  end)
+
+  it("413 past max_body, 431 past max_header", function()
+    local small = make_app():listen("127.0.0.1", 0, { max_body = 10, max_header = 512 })
+    local b = "http://127.0.0.1:" .. small.port
+    assert.matches("^HTTP/1.1 413", (curl("-i -d 'more than ten bytes' " .. b .. "/echo")))
+    assert.matches("^HTTP/1.1 431", (curl("-i -H 'X-Big: " .. ("x"):rep(2000) .. "' " .. b .. "/")))
+    assert.equals("hello\n", (curl(b .. "/")))
+    small:close()
+  end)
+
+  it("408 when the head does not arrive in time (slowloris)", function()
+    local c <close> = aio.open_connection("127.0.0.1", server.port)
+    c:write("GET / HTTP/1.1\r\nHost: x\r\n")     -- and then nothing
+    local reply = aio.timeout(5, c.read_all, c)
+    assert.matches("^HTTP/1.1 408", reply)
+    assert.equals("hello\n", (curl(base .. "/")))
+  end)
+
+  it("serves /slow while answering / meanwhile", function()
+    local slow = S.bg("curl -sS " .. base .. "/slow")
+    aio.sleep(0.05)
+    local t0 = aio.now()
+    assert.equals("hello\n", (curl(base .. "/")))
+    assert.equals("slow\n", (slow:wait()))
+  end)
+
+  it("pipelined requests are answered in order", function()
+    local reply = raw(server.port,
+      "GET /users/1 HTTP/1.1\r\nHost: x\r\n\r\n" ..
+      "GET /users/2 HTTP/1.1\r\nHost: x\r\n\r\n" ..
+      "GET /users/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    local ids = {}
+    for id in reply:gmatch('"id":"(%d)"') do ids[#ids + 1] = id end
+    assert.same({ "1", "2", "3" }, ids)
+  end)
+
+  it("Expect: 100-continue gets an interim answer", function()
+    local c <close> = aio.open_connection("127.0.0.1", server.port)
+    c:write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+    assert.equals("HTTP/1.1 100 Continue", c:readline())
+    assert.equals("", c:readline())
+    c:write("body")
+    assert.equals("HTTP/1.1 201 Created", c:readline())
+  end)
+
+  it("HTTP/1.0 closes after the answer unless keep-alive is asked", function()
+    local reply = raw(server.port, "GET / HTTP/1.0\r\n\r\n")
+    assert.matches("^HTTP/1.1 200", reply)
+    assert.matches("Connection: close", reply)
+  end)
+
+  it("a 10 MB upload and a 10 MB download", function()
+    local path = S.tmpfile(("U"):rep(10 * 1024 * 1024))
+    local out, err, code = curl("--data-binary @" .. path .. " " .. base .. "/echo -o /dev/null -w '%{size_download}'")
+    os.remove(path)
+    assert.equals(0, code, err)
+    assert.equals(tostring(10 * 1024 * 1024), out)
+    out = curl(base .. "/big -o /dev/null -w '%{size_download}'")
+    assert.equals(tostring(10 * 1024 * 1024), out)
+  end)
+
+  it("req.peer is the client's address", function()
+    assert.matches("^127%.0%.0%.1:%d+$", (curl(base .. "/peer")))
+  end)
+
+  it("a client that resets mid-request does not stop the server", function()
+    local c = aio.open_connection("127.0.0.1", server.port)
+    c:write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npartial")
+    c:close()
+    assert.equals("hello\n", (curl(base .. "/")))
+  end)
+
+  it("rejects route definitions that make no sense", function()
+    local app = aio.http.app()
+    assert.has_error(function() app:route("no-slash", print) end)
+    assert.has_error(function() app:route("/", "not a function") end)
+  end)
+end)
+
+describe("HTTP server against malformed heads", function()
+  local server
+  setup(function() server = make_app():listen("127.0.0.1", 0, { max_header = 4096, max_body = 1000 }) end)
+  teardown(function() server:close() end)
+
+  local bad = {
+    { "bad method", "G@T / HTTP/1.1\r\nHost: x\r\n\r\n", 400 },
+    { "empty method", " / HTTP/1.1\r\nHost: x\r\n\r\n", 400 },
+    { "bad version", "GET / HTTP/1.2\r\nHost: x\r\n\r\n", 400 },
+    { "HTTP/2.0", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 400 },
+    { "lowercase version", "GET / http/1.1\r\nHost: x\r\n\r\n", 400 },
+    { "no version", "GET /\r\nHost: x\r\n\r\n", 400 },
+    { "extra spaces", "GET  /  HTTP/1.1\r\nHost: x\r\n\r\n", 400 },
+    { "missing Host in 1.1", "GET / HTTP/1.1\r\n\r\n", 400 },
+    { "two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400 },
+    { "header without colon", "GET / HTTP/1.1\r\nHost: x\r\nBadHeader\r\n\r\n", 400 },
+    { "space before colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400 },
+    { "empty header name", "GET / HTTP/1.1\r\nHost: x\r\n: v\r\n\r\n", 400 },
+    { "bare CR in header", "GET / HTTP/1.1\r\nHost: x\rY: z\r\n\r\n", 400 },
+    { "bare LF line end", "GET / HTTP/1.1\r\nHost: x\nA: b\r\n\r\n", 400 },
+    { "obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n  c\r\n\r\n", 400 },
+    { "NUL in header", "GET / HTTP/1.1\r\nHost: x\r\nA: b\0c\r\n\r\n", 400 },
+    { "control char in value", "GET / HTTP/1.1\r\nHost: x\r\nA: b\1c\r\n\r\n", 400 },
+    { "CL not a number", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400 },
+    { "negative CL", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", 400 },
+    { "CL with plus", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n", 400 },
+    { "huge CL", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n", 400 },
+    { "conflicting CLs", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400 },
+    { "CL and TE", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400 },
+    { "unknown TE", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501 },
+    { "TE chunked not last", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 501 },
+    { "bad chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400 },
+    { "negative chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nabc\r\n0\r\n\r\n", 400 },
+    { "huge chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nabc\r\n0\r\n\r\n", 400 },
+    { "chunk missing CRLF", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", 400 },
+    { "chunked over max_body", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n" .. ("a"):rep(2000) .. "\r\n0\r\n\r\n", 413 },
+    { "CL over max_body", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n", 413 },
+    { "head over max_header", "GET / HTTP/1.1\r\nHost: x\r\nX: " .. ("y"):rep(5000) .. "\r\n\r\n", 431 },
+    { "too many headers", "GET / HTTP/1.1\r\nHost: x\r\n" .. ("A: b\r\n"):rep(101) .. "\r\n", 431 },
+    { "target with a space", "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400 },
+    { "target with a control char", "GET /a\1b HTTP/1.1\r\nHost: x\r\n\r\n", 400 },
+    { "relative target", "GET index.html HTTP/1.1\r\nHost: x\r\n\r\n", 400 },
+    { "garbage", "\1\2\3\4 garbage \255\254\r\n\r\n", 400 },
+  }
+
+  for _, case in ipairs(bad) do
+    it(("answers %d to: %s"):format(case[3], case[1]), function()
+      local reply = raw(server.port, case[2], { half_close = true })
+      assert.matches("^HTTP/1.1 " .. case[3], reply)
+    end)
+  end
+
+  it("is still serving after all of them", function()
+    local reply = raw(server.port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert.matches("^HTTP/1.1 200", reply)
+  end)
+end)
