@@ -44,6 +44,7 @@ static void host_teardown(luaio_host *h) {
     for (int i = 0; i < 4; i++) uv_run(h->loop, UV_RUN_NOWAIT);
   }
   luaio_sched_free(h);
+  luaio_thread_host_gone();
 }
 
 static int hostref_gc(lua_State *L) {
@@ -117,6 +118,7 @@ luaio_host *luaio_host_new(uv_loop_t *loop) {
 
 static void on_signal(uv_signal_t *sig, int signum) {
   luaio_host *h = sig->data;
+  if (h->user_signal_handlers > 0) return;   /* the program handles it */
   if (h->main && h->main->state < TASK_DONE && !h->sigint_seen) {
     h->sigint_seen = signum;
     lua_pushstring(h->L, signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -152,6 +154,14 @@ static void cancel_rest(luaio_host *h) {
   }
 }
 
+static void call_hook(luaio_host *h, const char *name) {
+  lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->hooks_ref);
+  if (lua_getfield(h->L, -1, name) == LUA_TFUNCTION) {
+    if (lua_pcall(h->L, 0, 0, 0) != LUA_OK) lua_pop(h->L, 1);
+  } else lua_pop(h->L, 1);
+  lua_pop(h->L, 1);
+}
+
 static void run_until(luaio_host *h, luaio_task *t) {
   uv_signal_t sigint, sigterm;
   h->running = 1;
@@ -175,17 +185,14 @@ static void run_until(luaio_host *h, luaio_task *t) {
       } else break;
     }
   }
+  call_hook(h, "main_done");      /* debug mode lists what is left, before it is cancelled */
   cancel_rest(h);
   uv_close((uv_handle_t *)&sigint, NULL);
   uv_close((uv_handle_t *)&sigterm, NULL);
   uv_run(h->loop, UV_RUN_NOWAIT);
   h->main = NULL;
   h->running = 0;
-  lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->hooks_ref);
-  if (lua_getfield(h->L, -1, "loop_closed") == LUA_TFUNCTION) {
-    if (lua_pcall(h->L, 0, 0, 0) != LUA_OK) lua_pop(h->L, 1);
-  } else lua_pop(h->L, 1);
-  lua_pop(h->L, 1);
+  call_hook(h, "loop_closed");
   luaio_report_unretrieved(h);
 }
 

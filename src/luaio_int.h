@@ -92,7 +92,8 @@ struct luaio_host {
   int debug;
   double slow_callback;
   double run_since;    /* debug mode: when the running task was resumed */
-  int sigint_seen;      /* the signal that cancelled the main task */
+  int sigint_seen;           /* the signal that cancelled the main task */
+  int user_signal_handlers;  /* open on_signal/wait_signal for SIGINT/SIGTERM: no default */
 };
 
 /* sched.c */
@@ -135,6 +136,7 @@ void luaio_open_process(lua_State *L, luaio_host *h);
 void luaio_open_signal(lua_State *L, luaio_host *h);
 void luaio_open_thread(lua_State *L, luaio_host *h);
 void luaio_open_http_parse(lua_State *L, luaio_host *h);
+void luaio_thread_host_gone(void);
 
 /* module.c: embedded Lua sources */
 int luaio_load_embedded(lua_State *L, const char *modname);

@@ -1,7 +1,472 @@
-/* process.c — placeholder until the subsystem lands: registers nothing yet. */
-#include "luaio_int.h"
+/*
+** process.c — child processes: aio.exec (run to completion, output
+** captured natively) and aio.spawn_process (pipes as Streams).
+*/
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include "stream.h"
+
+#define PROCESS_MT "luaio.Process"
+
+/* ---- argv / env / cwd from Lua ------------------------------------------ */
+
+typedef struct {
+  char **argv, **env;
+  char *cwd;
+} spawn_args;
+
+static void free_args(spawn_args *a) {
+  if (a->argv) for (char **p = a->argv; *p; p++) free(*p);
+  if (a->env) for (char **p = a->env; *p; p++) free(*p);
+  free(a->argv);
+  free(a->env);
+  free(a->cwd);
+}
+
+static void read_args(lua_State *L, int argv_idx, int opts_idx, spawn_args *a, const char *fname) {
+  memset(a, 0, sizeof *a);
+  if (!lua_istable(L, argv_idx)) luaL_error(L, "%s: argv must be an array of strings", fname);
+  lua_Integer n = luaL_len(L, argv_idx);
+  if (n < 1) luaL_error(L, "%s: argv must name a program", fname);
+  a->argv = calloc((size_t)n + 1, sizeof(char *));
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, argv_idx, i);
+    if (!lua_isstring(L, -1)) {
+      free_args(a);
+      luaL_error(L, "%s: argv[%d] is a %s, not a string", fname, (int)i, luaL_typename(L, -1));
+    }
+    a->argv[i - 1] = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  if (!lua_istable(L, opts_idx)) return;
+  if (lua_getfield(L, opts_idx, "cwd") == LUA_TSTRING) a->cwd = strdup(lua_tostring(L, -1));
+  lua_pop(L, 1);
+  if (lua_getfield(L, opts_idx, "env") == LUA_TTABLE) {
+    int count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) { count++; lua_pop(L, 1); }
+    a->env = calloc((size_t)count + 1, sizeof(char *));
+    int k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
+        lua_pop(L, 3);
+        free_args(a);
+        luaL_error(L, "%s: opts.env must map names to strings", fname);
+      }
+      lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+      a->env[k++] = strdup(lua_tostring(L, -1));
+      lua_pop(L, 2);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+static int signal_number(lua_State *L, int idx, int dflt) {
+  if (lua_isnoneornil(L, idx)) return dflt;
+  if (lua_isinteger(L, idx)) return (int)lua_tointeger(L, idx);
+  const char *name = luaL_checkstring(L, idx);
+  static const struct { const char *n; int s; } sigs[] = {
+    {"SIGTERM", SIGTERM}, {"SIGKILL", SIGKILL}, {"SIGINT", SIGINT}, {"SIGHUP", SIGHUP},
+    {"SIGQUIT", SIGQUIT}, {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGSTOP", SIGSTOP},
+    {"SIGCONT", SIGCONT}, {NULL, 0}};
+  for (int i = 0; sigs[i].n; i++)
+    if (strcmp(sigs[i].n, name) == 0 || strcmp(sigs[i].n + 3, name) == 0) return sigs[i].s;
+  return luaL_argerror(L, idx, "unknown signal name");
+}
+
+/* ---- exec ------------------------------------------------------------------ */
+
+typedef struct exec_op exec_op;
+typedef struct {
+  uv_pipe_t pipe;
+  exec_op *op;
+  char *buf;
+  size_t len, cap;
+  int open;
+} capture;
+
+struct exec_op {
+  uv_process_t proc;
+  uv_pipe_t in;
+  uv_write_t write_req;
+  capture out, err;
+  luaio_host *h;
+  luaio_task *task;        /* NULL once the waiting task gave up */
+  luaio_timer timer;
+  char *input;
+  int64_t status;
+  int term_signal, exited, timed_out, handles_open, in_open;
+  double timeout;
+};
+
+static void maybe_finish(exec_op *op);
+
+static void on_exec_handle_closed(uv_handle_t *h) {
+  exec_op *op = h->data;
+  if (--op->handles_open == 0) {
+    free(op->out.buf);
+    free(op->err.buf);
+    free(op->input);
+    free(op);
+  }
+}
+
+static void close_handle(exec_op *op, uv_handle_t *h) {
+  h->data = op;
+  uv_close(h, on_exec_handle_closed);
+}
+
+static void cap_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+  (void)suggested;
+  capture *c = h->data;
+  if (c->cap - c->len < 4096) {
+    size_t cap = c->cap ? c->cap * 2 : 16384;
+    char *nb = realloc(c->buf, cap);
+    if (!nb) { b->base = NULL; b->len = 0; return; }
+    c->buf = nb;
+    c->cap = cap;
+  }
+  b->base = c->buf + c->len;
+  b->len = c->cap - c->len;
+}
+
+static void cap_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  (void)b;
+  capture *c = s->data;
+  if (n > 0) { c->len += (size_t)n; return; }
+  if (n < 0) {
+    uv_read_stop(s);
+    c->open = 0;
+    exec_op *op = c->op;
+    close_handle(op, (uv_handle_t *)&c->pipe);
+    maybe_finish(op);
+  }
+}
+
+static void exec_deliver(exec_op *op) {
+  luaio_task *t = op->task;
+  op->task = NULL;
+  if (!t) return;
+  lua_State *co = luaio_task_stack(t);
+  if (op->timed_out) {
+    luaio_push_error(co, "TimeoutError", NULL, "process timed out after %f s (killed)", op->timeout);
+    luaio_wake_error(t);
+    return;
+  }
+  lua_createtable(co, 0, 4);
+  lua_pushinteger(co, (lua_Integer)op->status);
+  lua_setfield(co, -2, "status");
+  if (op->term_signal) { lua_pushinteger(co, op->term_signal); lua_setfield(co, -2, "signal"); }
+  lua_pushlstring(co, op->out.buf ? op->out.buf : "", op->out.len);
+  lua_setfield(co, -2, "stdout");
+  lua_pushlstring(co, op->err.buf ? op->err.buf : "", op->err.len);
+  lua_setfield(co, -2, "stderr");
+  luaio_wake(t, 1);
+}
+
+static void maybe_finish(exec_op *op) {
+  if (!op->exited || op->out.open || op->err.open) return;
+  luaio_timer_disarm(op->h, &op->timer);
+  exec_deliver(op);
+  close_handle(op, (uv_handle_t *)&op->proc);
+}
+
+static void on_exec_exit(uv_process_t *p, int64_t status, int sig) {
+  exec_op *op = p->data;
+  op->exited = 1;
+  op->status = status;
+  op->term_signal = sig;
+  maybe_finish(op);
+}
+
+static void on_exec_timeout(luaio_timer *tm) {
+  exec_op *op = (exec_op *)((char *)tm - offsetof(exec_op, timer));
+  op->timed_out = 1;
+  uv_process_kill(&op->proc, SIGKILL);
+}
+
+static void exec_cancel(void *data) {
+  exec_op *op = data;
+  op->task = NULL;
+  luaio_timer_disarm(op->h, &op->timer);
+  if (!op->exited) uv_process_kill(&op->proc, SIGKILL);
+}
+
+static void on_input_written(uv_write_t *req, int status) {
+  (void)status;
+  exec_op *op = req->data;
+  close_handle(op, (uv_handle_t *)&op->in);
+}
+
+/* exec(argv [, opts]) ⏸ -> {status, signal, stdout, stderr} */
+static int l_exec(lua_State *L) {
+  luaio_host *h = luaio_upvalue_host(L);
+  luaio_task *t = luaio_current(L);
+  if (!t) return luaL_error(L, "aio.exec must be called inside a task (wrap your code in aio.run)");
+  double timeout = 0;
+  size_t inlen = 0;
+  const char *input = NULL;
+  if (lua_istable(L, 2)) {
+    if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
+      timeout = luaL_checknumber(L, -1);
+      if (!(timeout > 0)) return luaL_error(L, "aio.exec: opts.timeout must be a positive number");
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, 2, "stdin") != LUA_TNIL) {
+      if (!lua_isstring(L, -1)) return luaL_error(L, "aio.exec: opts.stdin must be a string");
+      input = lua_tolstring(L, -1, &inlen);
+    }
+    lua_pop(L, 1);
+  } else if (!lua_isnoneornil(L, 2)) return luaL_typeerror(L, 2, "table");
+  spawn_args a;
+  read_args(L, 1, 2, &a, "aio.exec");
+  exec_op *op = calloc(1, sizeof *op);
+  op->h = h;
+  op->timeout = timeout;
+  op->out.op = op->err.op = op;
+  uv_pipe_init(h->loop, &op->out.pipe, 0);
+  uv_pipe_init(h->loop, &op->err.pipe, 0);
+  op->out.pipe.data = &op->out;
+  op->err.pipe.data = &op->err;
+  uv_stdio_container_t stdio[3];
+  stdio[0].flags = UV_IGNORE;
+  if (input) {
+    uv_pipe_init(h->loop, &op->in, 0);
+    op->in_open = 1;
+    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+    stdio[0].data.stream = (uv_stream_t *)&op->in;
+  }
+  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[1].data.stream = (uv_stream_t *)&op->out.pipe;
+  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[2].data.stream = (uv_stream_t *)&op->err.pipe;
+  uv_process_options_t po;
+  memset(&po, 0, sizeof po);
+  po.file = a.argv[0];
+  po.args = a.argv;
+  po.env = a.env;
+  po.cwd = a.cwd;
+  po.exit_cb = on_exec_exit;
+  po.stdio_count = 3;
+  po.stdio = stdio;
+  op->proc.data = op;
+  int r = uv_spawn(h->loop, &op->proc, &po);
+  if (r < 0) {
+    /* the handles were initialised: close them all, then free */
+    op->handles_open = 3 + op->in_open;
+    close_handle(op, (uv_handle_t *)&op->proc);
+    close_handle(op, (uv_handle_t *)&op->out.pipe);
+    close_handle(op, (uv_handle_t *)&op->err.pipe);
+    if (op->in_open) close_handle(op, (uv_handle_t *)&op->in);
+    lua_pushfstring(L, "spawn %s", a.argv[0]);
+    free_args(&a);
+    return luaio_uverror(L, "OSError", r, lua_tostring(L, -1));
+  }
+  free_args(&a);
+  op->handles_open = 3 + op->in_open;
+  op->out.open = op->err.open = 1;
+  uv_read_start((uv_stream_t *)&op->out.pipe, cap_alloc, cap_read);
+  uv_read_start((uv_stream_t *)&op->err.pipe, cap_alloc, cap_read);
+  if (input) {
+    op->input = malloc(inlen ? inlen : 1);
+    memcpy(op->input, input, inlen);
+    uv_buf_t b = uv_buf_init(op->input, (unsigned)inlen);
+    op->write_req.data = op;
+    if (uv_write(&op->write_req, (uv_stream_t *)&op->in, &b, 1, on_input_written) < 0)
+      close_handle(op, (uv_handle_t *)&op->in);
+  }
+  if (timeout > 0) {
+    op->timer.fire = on_exec_timeout;
+    luaio_timer_arm(h, &op->timer, timeout);
+  }
+  op->task = t;
+  lua_settop(L, 0);
+  return luaio_await(L, exec_cancel, op, 0, NULL);
+}
+
+/* ---- spawn_process ------------------------------------------------------------ */
+
+typedef struct {
+  uv_process_t proc;
+  luaio_host *h;
+  luaio_task *waiter;
+  int64_t status;
+  int term_signal, exited, closed;
+  int alive_ref;           /* anchors the userdata while the child runs */
+} process;
+
+typedef struct { process *p; } process_box;
+
+static void on_proc_closed(uv_handle_t *h) { free(h->data); }
+
+static void on_proc_exit(uv_process_t *pr, int64_t status, int sig) {
+  process *p = pr->data;
+  p->exited = 1;
+  p->status = status;
+  p->term_signal = sig;
+  luaio_host *h = p->h;
+  if (p->waiter) { luaio_task *t = p->waiter; p->waiter = NULL; luaio_wake(t, 0); }
+  if (p->alive_ref != LUA_NOREF) {
+    luaL_unref(h->L, LUA_REGISTRYINDEX, p->alive_ref);
+    p->alive_ref = LUA_NOREF;
+  }
+}
+
+static process *check_process(lua_State *L) {
+  process_box *b = luaL_checkudata(L, 1, PROCESS_MT);
+  return b->p;
+}
+
+static void wait_cancel(void *data) { ((process *)data)->waiter = NULL; }
+
+static int p_wait(lua_State *L);
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return p_wait(L);
+}
+
+/* process:wait() ⏸ -> status, signal */
+static int p_wait(lua_State *L) {
+  process *p = check_process(L);
+  lua_settop(L, 1);
+  if (p->exited) {
+    lua_pushinteger(L, (lua_Integer)p->status);
+    if (p->term_signal) lua_pushinteger(L, p->term_signal); else lua_pushnil(L);
+    return 2;
+  }
+  if (p->waiter) return luaL_error(L, "another task is already waiting for this process");
+  luaio_task *t = luaio_current(L);
+  if (!t) return luaL_error(L, "process:wait must be called inside a task (wrap your code in aio.run)");
+  p->waiter = t;
+  return luaio_await(L, wait_cancel, p, 0, wait_k);
+}
+
+static int p_kill(lua_State *L) {
+  process *p = check_process(L);
+  int sig = signal_number(L, 2, SIGTERM);
+  if (p->exited) { lua_pushboolean(L, 0); return 1; }
+  int r = uv_process_kill(&p->proc, sig);
+  if (r < 0) return luaio_uverror(L, "OSError", r, "kill");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int p_close(lua_State *L) {
+  process_box *b = luaL_checkudata(L, 1, PROCESS_MT);
+  process *p = b->p;
+  if (p->closed) return 0;
+  for (int i = 0; i < 3; i++) {       /* the pipes go with it */
+    lua_getiuservalue(L, 1, i + 1);
+    if (luaL_getmetafield(L, -1, "__index") == LUA_TTABLE) {
+      lua_getfield(L, -1, "close");
+      lua_pushvalue(L, -3);
+      lua_call(L, 1, 0);
+    }
+    lua_settop(L, 1);
+  }
+  p->closed = 1;
+  p->h->handles--;
+  if (!p->exited) return 0;            /* the handle closes once the child is reaped, in __gc */
+  uv_close((uv_handle_t *)&p->proc, on_proc_closed);
+  b->p = NULL;
+  return 0;
+}
+
+static int p_gc(lua_State *L) {
+  process_box *b = lua_touserdata(L, 1);
+  process *p = b->p;
+  if (!p) return 0;
+  if (!p->closed) { p->closed = 1; p->h->handles--; }
+  b->p = NULL;
+  uv_close((uv_handle_t *)&p->proc, on_proc_closed);
+  return 0;
+}
+
+static int p_index(lua_State *L) {
+  process *p = check_process(L);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "pid") == 0) { lua_pushinteger(L, p->proc.pid); return 1; }
+  if (strcmp(k, "stdin") == 0) { lua_getiuservalue(L, 1, 1); return 1; }
+  if (strcmp(k, "stdout") == 0) { lua_getiuservalue(L, 1, 2); return 1; }
+  if (strcmp(k, "stderr") == 0) { lua_getiuservalue(L, 1, 3); return 1; }
+  if (strcmp(k, "returncode") == 0) { if (p->exited) lua_pushinteger(L, (lua_Integer)p->status); else lua_pushnil(L); return 1; }
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "methods");
+  lua_getfield(L, -1, k);
+  return 1;
+}
+
+/* spawn_process(argv [, opts]) -> process */
+static int l_spawn_process(lua_State *L) {
+  luaio_host *h = luaio_upvalue_host(L);
+  if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2)) return luaL_typeerror(L, 2, "table");
+  spawn_args a;
+  read_args(L, 1, 2, &a, "aio.spawn_process");
+  lua_settop(L, 2);
+  process_box *box = lua_newuserdatauv(L, sizeof *box, 3);       /* 3 */
+  box->p = calloc(1, sizeof(process));
+  process *p = box->p;
+  p->h = h;
+  p->alive_ref = LUA_NOREF;
+  luaL_setmetatable(L, PROCESS_MT);
+  uv_stdio_container_t stdio[3];
+  for (int i = 0; i < 3; i++) {
+    uv_pipe_t *pipe = luaio_stream_new_pipe(L, h);
+    lua_setiuservalue(L, 3, i + 1);
+    stdio[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
+    stdio[i].data.stream = (uv_stream_t *)pipe;
+  }
+  uv_process_options_t po;
+  memset(&po, 0, sizeof po);
+  po.file = a.argv[0];
+  po.args = a.argv;
+  po.env = a.env;
+  po.cwd = a.cwd;
+  po.exit_cb = on_proc_exit;
+  po.stdio_count = 3;
+  po.stdio = stdio;
+  p->proc.data = p;
+  int r = uv_spawn(h->loop, &p->proc, &po);
+  if (r < 0) {
+    lua_pushfstring(L, "spawn %s", a.argv[0]);
+    free_args(&a);
+    p->exited = 1;
+    p->closed = 1;
+    /* close the pipes; the process handle was initialised by uv_spawn */
+    for (int i = 0; i < 3; i++) {
+      lua_getiuservalue(L, 3, i + 1);
+      lua_getfield(L, -1, "close");
+      lua_insert(L, -2);
+      lua_call(L, 1, 0);
+    }
+    uv_close((uv_handle_t *)&p->proc, on_proc_closed);
+    box->p = NULL;
+    return luaio_uverror(L, "OSError", r, lua_tostring(L, 4));
+  }
+  free_args(&a);
+  h->handles++;
+  lua_pushvalue(L, 3);
+  p->alive_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(L, 3);
+  return 1;
+}
 
 void luaio_open_process(lua_State *L, luaio_host *h) {
-  (void)L;
-  (void)h;
+  static const luaL_Reg methods[] = {
+    {"wait", p_wait}, {"kill", p_kill}, {"close", p_close}, {NULL, NULL}};
+  luaL_newmetatable(L, PROCESS_MT);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "methods");
+  lua_pushcfunction(L, p_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, p_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, p_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  static const luaL_Reg funcs[] = {{"exec", l_exec}, {"spawn_process", l_spawn_process}, {NULL, NULL}};
+  lua_pushlightuserdata(L, h);
+  luaL_setfuncs(L, funcs, 1);
 }

@@ -282,6 +282,27 @@ static int task_body(lua_State *L) {
   return task_body_k(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 1, 0, task_body_k), 0);
 }
 
+/* Debug mode: where a task is about to resume, "file:line" (or, before
+** its first run, where its function is defined). */
+static void describe_position(lua_State *co, luaio_task *t, char *out, size_t size) {
+  lua_Debug ar;
+  (void)t;
+  snprintf(out, size, "?");
+  if (lua_status(co) == LUA_OK && !lua_getstack(co, 0, &ar)) {   /* not started yet */
+    if (lua_gettop(co) >= 2) {
+      lua_pushvalue(co, 2);
+      if (lua_getinfo(co, ">S", &ar)) snprintf(out, size, "%s:%d (start)", ar.short_src, ar.linedefined);
+    }
+    return;
+  }
+  for (int level = 0; lua_getstack(co, level, &ar); level++) {
+    if (lua_getinfo(co, "Sl", &ar) && ar.currentline > 0) {
+      snprintf(out, size, "%s:%d", ar.short_src, ar.currentline);
+      return;
+    }
+  }
+}
+
 static void run_task(luaio_host *h, luaio_task *t) {
   lua_State *co = t->co;
   int nargs = t->nargs, nres = 0;
@@ -307,11 +328,16 @@ static void run_task(luaio_host *h, luaio_task *t) {
   t->flags |= TF_STARTED;
   luaio_task *outer = running;
   running = t;
-  if (h->debug) h->run_since = uv_hrtime() / 1e9;
+  char where[256];
+  int timed = h->debug;
+  if (timed) {
+    describe_position(co, t, where, sizeof where);
+    h->run_since = uv_hrtime() / 1e9;
+  }
   int status = lua_resume(co, h->L, nargs, &nres);
   running = outer;
   h->switches++;
-  if (h->debug && t->state != TASK_RUNNING) {
+  if (timed) {
     double took = uv_hrtime() / 1e9 - h->run_since;
     if (took > h->slow_callback) {
       lua_State *L = h->L;
@@ -319,7 +345,8 @@ static void run_task(luaio_host *h, luaio_task *t) {
       if (lua_getfield(L, -1, "slow_task") == LUA_TFUNCTION) {
         luaio_push_task(L, t);
         lua_pushnumber(L, took);
-        if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
+        lua_pushstring(L, where);
+        if (lua_pcall(L, 3, 0, 0) != LUA_OK) lua_pop(L, 1);
       } else lua_pop(L, 1);
       lua_pop(L, 1);
     }

@@ -80,12 +80,32 @@ for _, name in ipairs { "streams", "system", "http" } do
   if package.preload["luaio." .. name] then require("luaio." .. name)(aio, core) end
 end
 
--- Debug mode: warnings for tasks that hold the loop too long.
-hooks.slow_task = function(task, took)
-  local where = ""
-  local tb = debug.traceback(task, nil, 0)
-  io.stderr:write(("luaio: slow task %s ran %.3f s without yielding%s\n"):format(
-    task.name, took, tb and ("\n" .. tb) or where))
+-- Debug mode: warnings for tasks that hold the loop too long, and a list of
+-- what is left when the main task ends.
+hooks.slow_task = function(task, took, where)
+  io.stderr:write(("luaio: slow task %s ran %.3f s without yielding (resumed at %s)\n"):format(
+    task.name, took, where or "?"))
+end
+
+-- open resources that debug mode names at loop close: resource -> label
+local open_resources = setmetatable({}, { __mode = "k" })
+function aio._track(resource, label) open_resources[resource] = label end
+function aio._untrack(resource) open_resources[resource] = nil end
+
+hooks.main_done = function()
+  if not core.get_debug() then return end
+  local lines = {}
+  for _, t in ipairs(core.all_tasks()) do
+    if t ~= core.current_task() and t:status() == "pending" then
+      lines[#lines + 1] = "  task " .. t.name .. (t.spawned_at and (" (spawned at " .. t.spawned_at .. ")") or "")
+    end
+  end
+  for _, label in pairs(open_resources) do lines[#lines + 1] = "  " .. label end
+  local handles = core.stats().handles
+  if #lines > 0 or handles > 0 then
+    io.stderr:write(("luaio: left open at loop close (%d native handles):\n%s\n"):format(
+      handles, table.concat(lines, "\n")))
+  end
 end
 
 -- Interactive prompt: each line runs inside the loop, in the main task.

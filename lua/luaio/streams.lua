@@ -121,6 +121,7 @@ return function(aio, core)
       listener:close()
       error("aio.start_server: max_connections must be a positive integer", 2)
     end
+    aio._track(server, ("Server %s%s"):format(bound_host, bound_port and (":" .. bound_port) or ""))
     server._accepter = spawn(accept_loop, server, handler, max)
     server._accepter.name = "server-accept"
     return server
@@ -129,6 +130,7 @@ return function(aio, core)
   function Server:close()
     if self._closed then return end
     self._closed = true
+    aio._untrack(self)
     self._listener:close()
     self._accepter:cancel()
     if self._active == 0 then self._idle:set() end
