@@ -69,6 +69,9 @@ luaio_task *luaio_spawn_string(luaio_host *h, const char *code, const char *chun
 ** error value. The pushed count is stored in *nresults when not NULL. */
 int luaio_run_main(luaio_host *h, luaio_task *t, int *nresults);
 
+/* Nonzero once the task has ended (done, failed or cancelled). */
+int luaio_task_done(luaio_task *t);
+
 /* Task state: one of "pending", "done", "failed", "cancelled". */
 const char *luaio_task_status(luaio_task *t);
 

@@ -562,7 +562,9 @@ int luaio_await(lua_State *L, luaio_cancel_fn on_cancel, void *data,
   }
   t->state = TASK_WAITING;
   t->flags |= TF_NATIVE_WAIT;
-  t->host->native_waits++;
+  /* a native wait may be ended by luaio_post from another thread: while one
+  ** is pending, the async handle keeps the loop alive (and uv_run blocking) */
+  if (t->host->native_waits++ == 0) uv_ref((uv_handle_t *)&t->host->async);
   t->on_cancel = on_cancel;
   t->cancel_data = data;
   t->k = k;
@@ -573,7 +575,10 @@ int luaio_await(lua_State *L, luaio_cancel_fn on_cancel, void *data,
 }
 
 void luaio_wake(luaio_task *t, int n) {
-  if (t->flags & TF_NATIVE_WAIT) { t->flags &= ~TF_NATIVE_WAIT; t->host->native_waits--; }
+  if (t->flags & TF_NATIVE_WAIT) {
+    t->flags &= ~TF_NATIVE_WAIT;
+    if (--t->host->native_waits == 0) uv_unref((uv_handle_t *)&t->host->async);
+  }
   t->nargs = n;
   t->on_cancel = NULL;
   t->owner = NULL;

@@ -3,7 +3,7 @@
 # inside the host, C tests, the embedding example) through ctest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/deps.sh
+tools/deps.sh valgrind     # the C lifecycle test runs under memcheck
 tools/build.sh
 cd build
 ctest --output-on-failure "$@"
