@@ -160,6 +160,31 @@ describe("HTTP server", function()
     assert.equals("hello\n", (curl(base .. "/")))
   end)
 
+  it("a peer resetting an idle keep-alive connection is not logged as a failure", function()
+    local out, err, code = S.run_script([[
+      local aio = require "luaio"
+      local app = aio.http.app()
+      app:route("/", function() return "hi" end)
+      local server = app:listen("127.0.0.1", 0)
+      -- a real peer that reads its answer, then resets (SO_LINGER 0)
+      local r = aio.exec({ "python3", "-c", [=[
+import socket, struct, sys
+for _ in range(3):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    print(s.recv(4096).split(b"\r\n")[0].decode())
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+]=], tostring(server.port) })
+      io.write(r.stdout)
+      aio.sleep(0.1)
+      server:close()
+    ]])
+    assert.equals(0, code)
+    assert.equals(("HTTP/1.1 200 OK\n"):rep(3), out)
+    assert.equals("", err)
+  end)
+
   it("rejects route definitions that make no sense", function()
     local app = aio.http.app()
     assert.has_error(function() app:route("no-slash", print) end)

@@ -23,54 +23,7 @@ end
 
 -- Run a Lua snippet under a fresh `luaio -e`.
 function M.run_code(code, extra)
-  -- Start a shell command in the background; returns a handle whose
--- wait([timeout]) polls (with aio.sleep, so the loop keeps running) until the
--- command ends, then returns its stdout, stderr and exit code.
-function M.bg(cmd)
-  local aio = require "luaio"
-  local base = os.tmpname()
-  local script = assert(io.open(base .. ".sh", "w"))
-  script:write(("(%s) >%s.out 2>%s.err\necho $? >%s.tmp\nmv %s.tmp %s.rc\n"):format(cmd, base, base, base, base, base))
-  script:close()
-  os.execute("sh " .. base .. ".sh >/dev/null 2>&1 &")
-  local h = {}
-  function h.wait(_, timeout)
-    local deadline = aio.now() + (timeout or 30)
-    while true do
-      local f = io.open(base .. ".rc")
-      if f then
-        local code = tonumber(f:read("a"))
-        f:close()
-        local function slurp(p) local g = io.open(p) local d = g and g:read("a") or "" if g then g:close() end os.remove(p) return d end
-        local out, err = slurp(base .. ".out"), slurp(base .. ".err")
-        os.remove(base .. ".rc") os.remove(base .. ".sh") os.remove(base)
-        return out, err, code
-      end
-      if aio.now() > deadline then error("background command timed out: " .. cmd) end
-      aio.sleep(0.02)
-    end
-  end
-  return h
-end
-
--- Write a temporary file with the given content; returns its path.
-function M.tmpfile(content, suffix)
-  local path = os.tmpname() .. (suffix or "")
-  local f = assert(io.open(path, "w"))
-  f:write(content)
-  f:close()
-  return path
-end
-
--- Resident memory of this process in KiB.
-function M.rss_kib()
-  for l in io.lines("/proc/self/status") do
-    local v = l:match("^VmRSS:%s+(%d+)")
-    if v then return tonumber(v) end
-  end
-end
-
-return M.sh(M.luaio .. " " .. (extra or "") .. " -e " .. shell_quote(code))
+  return M.sh(M.luaio .. " " .. (extra or "") .. " -e " .. shell_quote(code))
 end
 
 -- Write a temporary script and run it with luaio.

@@ -245,6 +245,16 @@ describe("signals", function()
     assert.equals("ready\ncleanup ran\n", out)
   end)
 
+  it("a real SIGTERM likewise: cleanup runs, exit 143, no traceback", function()
+    local out, err, code = S.sh("sh -c " .. S.quote(S.luaio .. [[ -e "local aio=require'luaio'
+      print('ready') io.stdout:flush()
+      local _ <close> = setmetatable({}, {__close=function() print('cleanup ran') end})
+      aio.sleep(10)" & pid=$!; sleep 0.3; kill -TERM $pid; wait $pid]]))
+    assert.equals(143, code)
+    assert.equals("ready\ncleanup ran\n", out)
+    assert.equals("", err)
+  end)
+
   it("an on_signal SIGINT handler replaces the default", function()
     local out, _, code = S.sh("sh -c " .. S.quote(S.luaio .. [[ -e "local aio=require'luaio'
       local stop = aio.Event()

@@ -1,7 +1,7 @@
 /*
 ** main.c — the `luaio` command: runs a script's top level as the main task.
 **   luaio script.lua [args]   luaio -e 'code'   luaio -   luaio (prompt)   luaio -v
-** Exit status: 0 success, 1 uncaught error, 130 interrupted by SIGINT.
+** Exit status: 0 success, 1 uncaught error, 130 interrupted by SIGINT, 143 by SIGTERM.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,10 +38,11 @@ static int report(luaio_host *h, luaio_task *t) {
   if (lua_type(L, err) == LUA_TTABLE) {
     lua_getfield(L, err, "name");
     lua_getfield(L, err, "message");
-    int sigint = lua_isstring(L, -2) && strcmp(lua_tostring(L, -2), "CancelledError") == 0 &&
-                 lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "SIGINT") == 0;
+    int cancelled = lua_isstring(L, -2) && strcmp(lua_tostring(L, -2), "CancelledError") == 0;
+    const char *why = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+    int status = !cancelled ? 0 : strcmp(why, "SIGINT") == 0 ? 130 : strcmp(why, "SIGTERM") == 0 ? 143 : 0;
     lua_pop(L, 2);
-    if (sigint) return 130;
+    if (status) return status;      /* the shell's convention: 128 + signal number */
   }
   const char *tb = NULL;
   lua_pushvalue(L, -2);     /* the task object */

@@ -291,7 +291,14 @@ return function(aio, core)
     stream:set_limits(opts.max_header or 65536)
     local host, port = stream:peername()
     local peer = host and (port and (host .. ":" .. port) or host) or nil
-    while serve_request(self, stream, opts, peer) do end
+    local ok, err = pcall(function()
+      while serve_request(self, stream, opts, peer) do end
+    end)
+    -- a peer that resets or hangs up mid-request ends its own connection:
+    -- nothing for the server log (handler failures are answered 500 earlier)
+    if not ok and not (is_error(err, "ConnectionError") or is_error(err, "IncompleteReadError")) then
+      error(err, 0)
+    end
     pcall(stream.drain, stream)
   end
 
