@@ -1,0 +1,268 @@
+-- The bench runner, itself a luaio script: runs every workload for luaio and
+-- each peer installed here, interleaving the runs, and prints the medians and
+-- luaio's advantage (> 1: luaio ahead) as a Markdown table.
+local aio = require "luaio"
+
+local runs, seconds, only = nil, 10, {}
+local i = 1
+while arg[i] do
+  if arg[i] == "-n" then runs = tonumber(arg[i + 1]) i = i + 1
+  elseif arg[i] == "-s" then seconds = tonumber(arg[i + 1]) i = i + 1
+  else only[arg[i]] = true end
+  i = i + 1
+end
+
+local LUAIO = "build/luaio"
+local PY = "/usr/bin/python3"         -- Debian's, where python3-uvloop/aiohttp live
+local OUT = "build/bench"
+os.execute("mkdir -p " .. OUT)
+
+local function sh_ok(cmd) return os.execute(cmd .. " >/dev/null 2>&1") == true end
+
+local function compile(src, exe, pkgs)
+  local r = aio.exec({ "sh", "-c", ("cc -O2 -o %s %s $(pkg-config --cflags --libs %s)"):format(exe, src, pkgs) })
+  if r.status ~= 0 then error("compiling " .. src .. ":\n" .. r.stderr) end
+  return exe
+end
+
+local function metrics_of(text)
+  local m = {}
+  for name, value in text:gmatch("metric (%S+) (%S+)") do m[name] = tonumber(value) end
+  return m
+end
+
+local function median(xs)
+  table.sort(xs)
+  local n = #xs
+  if n == 0 then return nil end
+  return n % 2 == 1 and xs[(n + 1) // 2] or (xs[n // 2] + xs[n // 2 + 1]) / 2
+end
+
+local function free_port()
+  local s = aio.start_server(function() end, "127.0.0.1", 0)
+  local port = s.port
+  s:close()
+  return port
+end
+
+local function wait_listening(port, proc)
+  for _ = 1, 200 do
+    local ok, c = pcall(aio.open_connection, "127.0.0.1", port)
+    if ok then c:close() return true end
+    aio.sleep(0.05)
+  end
+  error("server on port " .. port .. " never listened")
+end
+
+-- ---- the workloads ---------------------------------------------------------
+
+local have_uvloop = sh_ok(PY .. " -c 'import uvloop'")
+local have_aiohttp = sh_ok(PY .. " -c 'import aiohttp, uvloop'")
+local have_node = sh_ok("command -v node")
+local have_luv = sh_ok("lua5.4 -e 'require \"luv\"'")
+local have_nginx = sh_ok("command -v nginx")
+local have_wrk = sh_ok("command -v wrk")
+
+-- micro workloads: each program prints its own metrics
+local micro = {
+  { name = "spawn", what = "100,000 tasks x 10 sleep(0), gathered", key = "seconds", lower = true,
+    peers = {
+      { "luaio", { LUAIO, "bench/spawn/luaio.lua" } },
+      { "asyncio", { PY, "bench/spawn/py_asyncio.py" } },
+      { "uvloop", { PY, "bench/spawn/py_asyncio.py", "--uvloop" }, have_uvloop },
+      { "node", { "node", "bench/spawn/node.js" }, have_node },
+      { "luv+coroutines", { "lua5.4", "bench/spawn/luv.lua" }, have_luv },
+      { "floor: bare C ring", "floor" },
+    } },
+  { name = "sleepers", what = "100,000 tasks sleeping 1 s at once", key = "bytes_per_task", lower = true,
+    peers = {
+      { "luaio", { LUAIO, "bench/sleepers/luaio.lua" } },
+      { "asyncio", { PY, "bench/sleepers/py_asyncio.py" } },
+      { "uvloop", { PY, "bench/sleepers/py_asyncio.py", "--uvloop" }, have_uvloop },
+      { "node", { "node", "--expose-gc", "bench/sleepers/node.js" }, have_node },
+      { "luv+coroutines", { "lua5.4", "bench/sleepers/luv.lua" }, have_luv },
+      { "floor: bare coroutine", { "lua5.4", "bench/sleepers/floor.lua" } },
+    } },
+  { name = "queue", what = "1,000,000 items, Queue(100), 1 producer, 4 consumers", key = "items_per_second",
+    peers = {
+      { "luaio", { LUAIO, "bench/queue/luaio.lua" } },
+      { "asyncio", { PY, "bench/queue/py_asyncio.py" } },
+      { "uvloop", { PY, "bench/queue/py_asyncio.py", "--uvloop" }, have_uvloop },
+      { "node", { "node", "bench/queue/node.js" }, have_node },
+      { "luv+coroutines", { "lua5.4", "bench/queue/luv.lua" }, have_luv },
+    } },
+}
+
+-- network workloads: a server pinned to CPU 0, load from CPU 1
+local function nginx_cmd(port)
+  local dir = os.tmpname() .. ".nginx"
+  os.execute("mkdir -p " .. dir)
+  local conf = assert(io.open("bench/http/nginx.conf")):read("a")
+  conf = conf:gsub("@PORT@", tostring(port)):gsub("@DIR@", dir)
+  local f = assert(io.open(dir .. "/nginx.conf", "w"))
+  f:write(conf)
+  f:close()
+  return { "nginx", "-e", dir .. "/error.log", "-p", dir, "-c", dir .. "/nginx.conf" }
+end
+
+local net = {
+  { name = "echo", what = "50 connections ping-ponging 1 KiB (C client)", key = "messages_per_second",
+    load = function(port) return { "taskset", "-c", "1", OUT .. "/echo_client", tostring(port), "50", tostring(seconds) } end,
+    peers = {
+      { "luaio", function(p) return { LUAIO, "bench/echo/luaio.lua", p } end },
+      { "asyncio", function(p) return { PY, "bench/echo/py_asyncio.py", p } end },
+      { "uvloop", function(p) return { PY, "bench/echo/py_asyncio.py", p, "--uvloop" } end, have_uvloop },
+      { "node", function(p) return { "node", "bench/echo/node.js", p } end, have_node },
+      { "luv+coroutines", function(p) return { "lua5.4", "bench/echo/luv_co.lua", p } end, have_luv },
+      { "luv callbacks", function(p) return { "lua5.4", "bench/echo/luv_cb.lua", p } end, have_luv },
+    } },
+  { name = "http", what = "hello world, keep-alive, wrk -t2 -c100", key = "requests_per_second",
+    load = function(port)
+      return { "taskset", "-c", "1", "wrk", "-t2", "-c100", "-d" .. seconds .. "s", "--latency", "http://127.0.0.1:" .. port .. "/" }
+    end,
+    parse = function(text)
+      local m = { requests_per_second = tonumber(text:match("Requests/sec:%s*([%d%.]+)")) }
+      local v, unit = text:match("99%%%s+([%d%.]+)(%a+)")
+      if v then m.p99_ms = tonumber(v) * ({ us = 1e-3, ms = 1, s = 1e3 })[unit] end
+      return m
+    end,
+    peers = {
+      { "luaio", function(p) return { LUAIO, "bench/http/luaio.lua", p } end },
+      { "aiohttp+uvloop", function(p) return { PY, "bench/http/py_aiohttp.py", p } end, have_aiohttp },
+      { "node", function(p) return { "node", "bench/http/node.js", p } end, have_node },
+      { "nginx", function(p) return nginx_cmd(p) end, have_nginx },
+    } },
+}
+
+-- ---- running ---------------------------------------------------------------
+
+local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function run_micro(w, n)
+  local samples = {}
+  for r = 1, n do
+    for _, peer in ipairs(w.peers) do
+      local name, argv, present = peer[1], peer[2], peer[3]
+      if present ~= false then
+        if argv == "floor" then
+          argv = { compile("bench/spawn/floor.c", OUT .. "/spawn_floor", "lua5.4") }
+        end
+        local res = aio.exec(argv, { timeout = 120 })
+        local m = metrics_of(res.stdout)
+        if res.status ~= 0 or not m[w.key] then
+          io.stderr:write(("%s/%s failed (status %s):\n%s\n"):format(w.name, name, res.status, res.stderr))
+        else
+          samples[name] = samples[name] or {}
+          table.insert(samples[name], m)
+        end
+      end
+    end
+    io.stderr:write(("  %s: run %d/%d done\n"):format(w.name, r, n))
+  end
+  return samples
+end
+
+local function run_net(w, n)
+  if w.name == "echo" then compile("bench/echo/client.c", OUT .. "/echo_client", "libuv") end
+  if w.name == "http" and not have_wrk then
+    io.stderr:write("http: wrk is not installed (apt-get install wrk); skipped\n")
+    return {}
+  end
+  local samples = {}
+  for r = 1, n do
+    for _, peer in ipairs(w.peers) do
+      local name, make, present = peer[1], peer[2], peer[3]
+      if present ~= false then
+        local port = free_port()
+        local argv = make(tostring(port))
+        local log = os.tmpname()
+        local cmd = { "sh", "-c", "exec taskset -c 0 " .. table.concat((function()
+          local q = {} for k, a in ipairs(argv) do q[k] = quote(a) end return q end)(), " ") .. " >" .. log .. " 2>&1" }
+        local proc = aio.spawn_process(cmd)
+        local ok, err = pcall(wait_listening, port)
+        if ok then
+          local res = aio.exec(w.load(port), { timeout = seconds + 60 })
+          local m = (w.parse or metrics_of)(res.stdout)
+          if m[w.key] then
+            samples[name] = samples[name] or {}
+            table.insert(samples[name], m)
+          else
+            io.stderr:write(("%s/%s: no result:\n%s%s\n"):format(w.name, name, res.stdout, res.stderr))
+          end
+        else
+          io.stderr:write(("%s/%s: %s\n%s\n"):format(w.name, name, tostring(err), io.open(log):read("a")))
+        end
+        proc:kill("SIGTERM")
+        aio.wait_for(function() return proc:wait() end, 5)
+        os.remove(log)
+        aio.sleep(0.5)                       -- let TIME_WAIT sockets and the CPU settle
+      end
+    end
+    io.stderr:write(("  %s: run %d/%d done\n"):format(w.name, r, n))
+  end
+  return samples
+end
+
+local function fmt(name, v)
+  if v == nil then return "–" end
+  if name == "seconds" or name == "over_seconds" then return ("%.2f s"):format(v) end
+  if name == "bytes_per_task" then return ("%.0f B"):format(v) end
+  if name:match("per_second$") then
+    return v >= 1e6 and ("%.2f M/s"):format(v / 1e6) or ("%.1f k/s"):format(v / 1e3)
+  end
+  if name == "p99_ms" then return ("%.2f ms"):format(v) end
+  return tostring(v)
+end
+
+local function report(w, samples, n)
+  local names = {}
+  for _, s in pairs(samples) do for k in pairs(s[1]) do names[k] = true end end
+  local cols = { w.key }
+  for k in pairs(names) do if k ~= w.key then cols[#cols + 1] = k end end
+  table.sort(cols, function(a, b) if a == w.key then return true elseif b == w.key then return false end return a < b end)
+  local lines = { ("### %s — %s (median of %d)"):format(w.name, w.what, n), "",
+                  "| peer | " .. table.concat(cols, " | ") .. " | luaio's advantage |",
+                  "|---" .. ("|---"):rep(#cols) .. "|---|" }
+  local med = {}
+  for _, peer in ipairs(w.peers) do
+    local s = samples[peer[1]]
+    if s then
+      med[peer[1]] = {}
+      for _, c in ipairs(cols) do
+        local xs = {}
+        for _, m in ipairs(s) do xs[#xs + 1] = m[c] end
+        med[peer[1]][c] = median(xs)
+      end
+    end
+  end
+  local base = med.luaio and med.luaio[w.key]
+  for _, peer in ipairs(w.peers) do
+    local m = med[peer[1]]
+    local row = { peer[1] }
+    if not m then
+      for _ = 1, #cols do row[#row + 1] = "–" end
+      row[#row + 1] = peer[3] == false and "not installed" or "failed"
+    else
+      for _, c in ipairs(cols) do row[#row + 1] = fmt(c, m[c]) end
+      local adv = base and m[w.key] and (w.lower and m[w.key] / base or base / m[w.key])
+      row[#row + 1] = peer[1] == "luaio" and "1" or adv and ("%.2f×"):format(adv) or "–"
+    end
+    lines[#lines + 1] = "| " .. table.concat(row, " | ") .. " |"
+  end
+  print(table.concat(lines, "\n") .. "\n")
+  io.stdout:flush()
+end
+
+print(("luaio bench, %s, %d cores\n"):format(os.date("%Y-%m-%d"), tonumber(aio.exec({ "nproc" }).stdout) or 0))
+for _, w in ipairs(micro) do
+  if next(only) == nil or only[w.name] then
+    local n = runs or 5
+    report(w, run_micro(w, n), n)
+  end
+end
+for _, w in ipairs(net) do
+  if next(only) == nil or only[w.name] then
+    local n = runs or 3
+    report(w, run_net(w, n), n)
+  end
+end
