@@ -22,8 +22,18 @@ return function(aio, core)
   -- storage strategies: FIFO ring, LIFO stack, binary heap. Each keeps
   -- q._n (the count) and uses only indices 1..capacity, so the items stay in
   -- the table's array part (ever-growing indices would rehash endlessly).
-  local fifo_store = {
-    init = function(q) q._head, q._cap = 0, 16 end,
+  -- put's inlined path applies while _n < _fast: a FIFO ring with room,
+  -- under maxsize, not shut down (0 otherwise). Kept up to date by the
+  -- few places that change any of these.
+  local fifo_store
+  local function fast_limit(q)
+    if q._store ~= fifo_store or q._shutdown then return 0 end
+    local max = q._maxsize
+    return (max > 0 and max < q._cap) and max or q._cap
+  end
+
+  fifo_store = {
+    init = function(q) q._head, q._cap = 0, 16 end,     -- _head: only FIFO queues have it
     put = function(q, x)
       local n, cap = q._n, q._cap
       if n == cap then                    -- grow: unroll the ring in order
@@ -31,6 +41,7 @@ return function(aio, core)
         for i = 1, n do items[i] = old[(head + i - 1) % cap + 1] end
         q._items, q._head, cap = items, 0, cap * 2
         q._cap = cap
+        q._fast = fast_limit(q)
       end
       q._items[(q._head + n) % cap + 1] = x
       q._n = n + 1
@@ -110,9 +121,9 @@ return function(aio, core)
     end
     local q = setmetatable({ _maxsize = maxsize, _items = {}, _store = store, _n = 0,
       _getters = fifo(), _putters = fifo(), _unfinished = 0,
-      _finished = aio.Event(), _shutdown = false }, Queue)
-    q._finished:set()
+      _joined = nil, _shutdown = false }, Queue)
     store.init(q)
+    q._fast = fast_limit(q)
     return q
   end
 
@@ -139,7 +150,6 @@ return function(aio, core)
       store.put(self, x)
     end
     self._unfinished = self._unfinished + 1
-    self._finished._set = false
     local g = self._getters
     if g.first <= g.last then wake_first(g, g) end
   end
@@ -165,7 +175,9 @@ return function(aio, core)
     return x
   end
 
-  function Queue:put(x)
+  -- put/get: the FIFO ring's common case is inlined (one Lua call per item);
+  -- everything else (waiting, other stores, shutdown) takes the general path.
+  local function put_waiting(self, x)
     local max = self._maxsize
     while max > 0 and self._n >= max and not self._shutdown do
       local me = need_task("queue:put")
@@ -182,7 +194,20 @@ return function(aio, core)
     return self:put_nowait(x)
   end
 
-  function Queue:get()
+  function Queue:put(x)
+    local n = self._n
+    if n < self._fast then
+      self._items[(self._head + n) % self._cap + 1] = x
+      self._n = n + 1
+      self._unfinished = self._unfinished + 1
+      local g = self._getters
+      if g.first <= g.last then wake_first(g, g) end
+      return
+    end
+    return put_waiting(self, x)
+  end
+
+  local function get_waiting(self)
     while self._n == 0 and not self._shutdown do
       local me = need_task("queue:get")
       local g = self._getters
@@ -197,26 +222,52 @@ return function(aio, core)
     return self:get_nowait()
   end
 
+  function Queue:get()
+    local n, h = self._n, self._head
+    if n > 0 and h then
+      local items = self._items
+      local x = items[h + 1]
+      items[h + 1] = nil
+      self._head = (h + 1) % self._cap
+      self._n = n - 1
+      local p = self._putters
+      if p.first <= p.last then wake_first(p, p) end
+      return x
+    end
+    return get_waiting(self)
+  end
+
   function Queue:task_done()
     if self._unfinished <= 0 then
       error(new_error("ValueError", "task_done() called more times than there were items"), 2)
     end
     self._unfinished = self._unfinished - 1
-    if self._unfinished == 0 then self._finished:set() end
+    if self._unfinished == 0 then self:_all_done() end
+  end
+
+  -- joiners share one Event, made only when someone joins: puts stay cheap
+  function Queue:_all_done()
+    local ev = self._joined
+    if ev then self._joined = nil ev:set() end
   end
 
   function Queue:join()
-    if self._unfinished > 0 then self._finished:wait() end
+    while self._unfinished > 0 do
+      local ev = self._joined
+      if not ev then ev = aio.Event() self._joined = ev end
+      ev:wait()
+    end
   end
 
   function Queue:shutdown(immediate)
     self._shutdown = true
+    self._fast = 0
     if immediate then
       while self._n > 0 do
         self._store.get(self)
         if self._unfinished > 0 then self._unfinished = self._unfinished - 1 end
       end
-      if self._unfinished == 0 then self._finished:set() end
+      if self._unfinished == 0 then self:_all_done() end
     end
     for _, q in ipairs { self._getters, self._putters } do
       while wake_first(q, q) do end
