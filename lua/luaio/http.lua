@@ -162,21 +162,40 @@ return function(aio, core)
     return json.decode(self.body)
   end
 
-  local function send_response(stream, status, headers, body, head_only, keep_alive)
-    local out = { fmt("HTTP/1.1 %d %s\r\n", status, REASONS[status] or "Unknown") }
-    local has_type, has_length = false, false
-    for k, v in pairs(headers) do
-      local lk = k:lower()
-      if lk == "content-type" then has_type = true end
-      if lk == "content-length" then has_length = true end
-      out[#out + 1] = k .. ": " .. tostring(v) .. "\r\n"
+  -- the response head goes out as separate strings in one writev: no
+  -- concatenation, and the status line and Date/Server lines are cached
+  local status_lines = setmetatable({}, { __index = function(t, status)
+    local line = fmt("HTTP/1.1 %d %s\r\n", status, REASONS[status] or "Unknown")
+    t[status] = line
+    return line
+  end })
+  local date_second, date_lines
+  local function date_and_server()
+    local now = os.time()
+    if now ~= date_second then
+      date_second, date_lines = now, "Date: " .. http_date(now) .. "\r\nServer: luaio\r\n"
     end
-    if not has_type and body ~= "" then out[#out + 1] = "Content-Type: text/plain; charset=utf-8\r\n" end
-    if not has_length then out[#out + 1] = "Content-Length: " .. #body .. "\r\n" end
-    out[#out + 1] = "Date: " .. http_date() .. "\r\nServer: luaio\r\n"
-    if not keep_alive then out[#out + 1] = "Connection: close\r\n" end
-    out[#out + 1] = "\r\n"
-    if head_only then stream:write(concat(out)) else stream:write(concat(out), body) end
+    return date_lines
+  end
+
+  local function send_response(stream, status, headers, body, head_only, keep_alive)
+    local extra, has_type, has_length = "", false, false
+    if next(headers) ~= nil then
+      local out = {}
+      for k, v in pairs(headers) do
+        local lk = k:lower()
+        if lk == "content-type" then has_type = true end
+        if lk == "content-length" then has_length = true end
+        out[#out + 1] = k .. ": " .. tostring(v) .. "\r\n"
+      end
+      extra = concat(out)
+    end
+    stream:write(status_lines[status], extra,
+      (has_type or body == "") and "" or "Content-Type: text/plain; charset=utf-8\r\n",
+      has_length and "" or "Content-Length: " .. #body .. "\r\n",
+      date_and_server(),
+      keep_alive and "\r\n" or "Connection: close\r\n\r\n",
+      head_only and "" or body)
   end
 
   local function simple(stream, status, extra, keep_alive)
