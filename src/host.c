@@ -47,6 +47,15 @@ static void host_teardown(luaio_host *h) {
   luaio_thread_host_gone();
 }
 
+/* For a __gc that runs while the host shuts down: the teardown walk may
+** already have closed `handle` without its owner's callback. Returns 1 when
+** so (the caller frees the memory now), else closes it with `on_close`. */
+int luaio_close_orphan(uv_handle_t *handle, uv_close_cb on_close) {
+  if (uv_is_closing(handle)) return 1;
+  uv_close(handle, on_close);
+  return 0;
+}
+
 static int hostref_gc(lua_State *L) {
   host_ref *ref = lua_touserdata(L, 1);
   luaio_host *h = ref->h;

@@ -145,4 +145,6 @@ static inline luaio_host *luaio_upvalue_host(lua_State *L) {
   return (luaio_host *)lua_touserdata(L, lua_upvalueindex(1));
 }
 
+int luaio_close_orphan(uv_handle_t *handle, uv_close_cb on_close);
+
 #endif

@@ -380,7 +380,7 @@ static int p_gc(lua_State *L) {
   if (!p) return 0;
   if (!p->closed) { p->closed = 1; p->h->handles--; }
   b->p = NULL;
-  uv_close((uv_handle_t *)&p->proc, on_proc_closed);
+  if (luaio_close_orphan((uv_handle_t *)&p->proc, on_proc_closed)) on_proc_closed((uv_handle_t *)&p->proc);
   return 0;
 }
 

@@ -145,7 +145,13 @@ static int h_close(lua_State *L) {
 
 static int h_gc(lua_State *L) {
   sig_box *box = lua_touserdata(L, 1);
-  if (box->s && !box->s->h->closing) { handler_close(L, box->s); box->s = NULL; }
+  sig_handler *s = box->s;
+  if (!s) return 0;
+  box->s = NULL;
+  /* at host teardown the loop walk closed the handle without our callback:
+  ** the memory is ours to free now */
+  if (!s->h->closing) handler_close(L, s);
+  else if (luaio_close_orphan((uv_handle_t *)&s->handle, on_closed)) free(s);
   return 0;
 }
 

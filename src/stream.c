@@ -221,7 +221,7 @@ static const char *find_sep(const char *p, size_t len, const char *sep, size_t s
 /* Try to complete a read from the buffer: push its result and return 1, or
 ** return -1 when it has to wait for more data. */
 static int try_read(lua_State *L, stream *s, int op) {
-  const char *p = s->buf + s->off;
+  const char *p = s->buf ? s->buf + s->off : "";   /* no buffer before the first byte */
   switch (op) {
     case OP_READ: {
       lua_Integer n = luaL_optinteger(L, 2, 65536);
@@ -540,6 +540,7 @@ static int l_gc(lua_State *L) {
   s->box = NULL;
   box->s = NULL;
   if (!s->h->closing) stream_close(s);
+  else if (luaio_close_orphan(&s->u.handle, on_closed)) on_closed(&s->u.handle);
   return 0;
 }
 
@@ -811,7 +812,11 @@ static int l_listener_close(lua_State *L) {
 
 static int l_listener_gc(lua_State *L) {
   listener_box *box = lua_touserdata(L, 1);
-  if (box->l && !box->l->h->closing) l_listener_close(L);
+  listener *l = box->l;
+  if (!l) return 0;
+  if (!l->h->closing) return l_listener_close(L);
+  box->l = NULL;
+  if (luaio_close_orphan(&l->u.handle, on_listener_closed)) on_listener_closed(&l->u.handle);
   return 0;
 }
 

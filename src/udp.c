@@ -169,7 +169,11 @@ static int l_udp_close(lua_State *L) {
 
 static int l_udp_gc(lua_State *L) {
   udp_box *box = lua_touserdata(L, 1);
-  if (box->u && !box->u->h->closing) l_udp_close(L);
+  udp_sock *u = box->u;
+  if (!u) return 0;
+  if (!u->h->closing) return l_udp_close(L);
+  box->u = NULL;
+  if (luaio_close_orphan((uv_handle_t *)&u->handle, on_udp_closed)) on_udp_closed((uv_handle_t *)&u->handle);
   return 0;
 }
 

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# One command: install what is missing, build, run every test (busted specs
-# inside the host, C tests, the embedding example) through ctest.
+# One command: install what is missing, build, run every test — the busted
+# specs inside the host, the C tests and the embedding example (ctest), then
+# the hardening stage (ASan+UBSan suite, valgrind, fuzzing, load and soak:
+# tools/hardening.sh). CI runs exactly this.
+#   tools/test.sh [--quick] [ctest args...]    --quick: skip the hardening stage
 set -euo pipefail
 cd "$(dirname "$0")/.."
+quick=0
+if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
 tools/deps.sh valgrind     # the C lifecycle test runs under memcheck
 tools/build.sh
-cd build
-ctest --output-on-failure "$@"
+(cd build && ctest --output-on-failure "$@")
+if [ $quick = 0 ]; then tools/hardening.sh; fi

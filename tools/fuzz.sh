@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang into build-fuzz/ and runs each for
+# FUZZ_SECONDS (default 60), starting from the seed corpus in fuzz/corpus/.
+# Any crash, sanitizer report or failed check stops with an error; the
+# input that caused it is left in build-fuzz/findings/.
+#   tools/fuzz.sh [target...]     targets: http_head chunk_size reader copier
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/deps.sh clang
+CC=clang cmake -S . -B build-fuzz -DLUAIO_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(http_head chunk_size reader copier)
+cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/#/fuzz_}" >/dev/null
+mkdir -p build-fuzz/findings
+for t in "${targets[@]}"; do
+  work=build-fuzz/corpus/$t
+  mkdir -p "$work"
+  echo "fuzz_$t: ${FUZZ_SECONDS:-60} s"
+  build-fuzz/fuzz_$t -max_total_time="${FUZZ_SECONDS:-60}" -print_final_stats=1 \
+    -artifact_prefix=build-fuzz/findings/$t- "$work" fuzz/corpus/$t 2>build-fuzz/fuzz_$t.log \
+    || { tail -40 build-fuzz/fuzz_$t.log; echo "fuzz_$t: FAILED (input in build-fuzz/findings/)"; exit 1; }
+  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" build-fuzz/fuzz_$t.log | tr '\n' ' '
+  echo
+done

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The hardening stage: the spec suite under ASan+UBSan, the core specs under
+# valgrind memcheck, every fuzz target for FUZZ_SECONDS, and the HTTP load and
+# soak test. tools/test.sh runs it after the normal suite (skip with --quick).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/deps.sh valgrind clang wrk
+echo "== ASan+UBSan: the whole suite"
+tools/sanitize.sh
+echo "== valgrind memcheck: the specs of the core, streams, HTTP and system"
+LUAIO_VALGRIND=1 valgrind --quiet --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
+  --suppressions=tools/valgrind.supp \
+  build/luaio /usr/bin/busted --output=plainTerminal spec/core_spec.lua spec/combinators_spec.lua \
+  spec/sync_spec.lua spec/queue_spec.lua spec/stream_spec.lua spec/http_server_spec.lua \
+  spec/http_client_spec.lua spec/system_spec.lua spec/hardening_spec.lua
+echo "== fuzzing"
+tools/fuzz.sh
+echo "== load and soak"
+(ulimit -n "$(ulimit -Hn)" 2>/dev/null; ulimit -n 2>/dev/null; build/luaio bench/load.lua)
