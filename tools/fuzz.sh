@@ -7,6 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh clang
+# libFuzzer's runtime comes with clang's compiler-rt package (a Recommends)
+if ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
+  tools/deps.sh "libclang-rt-$(clang --version | sed -n 's/.*version \([0-9]*\).*/\1/p' | head -1)-dev"
+fi
 CC=clang cmake -S . -B build-fuzz -DLUAIO_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(http_head chunk_size reader copier)
