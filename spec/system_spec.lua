@@ -13,7 +13,10 @@ describe("to_thread", function()
     end, 2e7)
     ticker:cancel()
     assert.is_number(sum)
-    assert.is_true(ticks >= 3, "the loop ticked " .. ticks .. " times")
+    -- valgrind runs one thread at a time: the pool's work starves the loop there
+    if not os.getenv("LUAIO_VALGRIND") then
+      assert.is_true(ticks >= 3, "the loop ticked " .. ticks .. " times")
+    end
   end)
 
   it("copies nil, booleans, numbers, strings and nested tables both ways", function()
