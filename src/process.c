@@ -24,6 +24,22 @@ static void free_args(spawn_args *a) {
   free(a->cwd);
 }
 
+/* uv_spawn with the parsed argv/env/cwd and three stdio containers */
+static int spawn_child(uv_loop_t *loop, uv_process_t *proc, spawn_args *a,
+                       uv_stdio_container_t *stdio, uv_exit_cb on_exit, void *data) {
+  uv_process_options_t po;
+  memset(&po, 0, sizeof po);
+  po.file = a->argv[0];
+  po.args = a->argv;
+  po.env = a->env;
+  po.cwd = a->cwd;
+  po.exit_cb = on_exit;
+  po.stdio_count = 3;
+  po.stdio = stdio;
+  proc->data = data;
+  return uv_spawn(loop, proc, &po);
+}
+
 static void read_args(lua_State *L, int argv_idx, int opts_idx, spawn_args *a, const char *fname) {
   memset(a, 0, sizeof *a);
   if (!lua_istable(L, argv_idx)) luaL_error(L, "%s: argv must be an array of strings", fname);
@@ -242,17 +258,7 @@ static int l_exec(lua_State *L) {
   stdio[1].data.stream = (uv_stream_t *)&op->out.pipe;
   stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
   stdio[2].data.stream = (uv_stream_t *)&op->err.pipe;
-  uv_process_options_t po;
-  memset(&po, 0, sizeof po);
-  po.file = a.argv[0];
-  po.args = a.argv;
-  po.env = a.env;
-  po.cwd = a.cwd;
-  po.exit_cb = on_exec_exit;
-  po.stdio_count = 3;
-  po.stdio = stdio;
-  op->proc.data = op;
-  int r = uv_spawn(h->loop, &op->proc, &po);
+  int r = spawn_child(h->loop, &op->proc, &a, stdio, on_exec_exit, op);
   if (r < 0) {
     /* the handles were initialised: close them all, then free */
     op->handles_open = 3 + op->in_open;
@@ -418,17 +424,7 @@ static int l_spawn_process(lua_State *L) {
     stdio[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
     stdio[i].data.stream = (uv_stream_t *)pipe;
   }
-  uv_process_options_t po;
-  memset(&po, 0, sizeof po);
-  po.file = a.argv[0];
-  po.args = a.argv;
-  po.env = a.env;
-  po.cwd = a.cwd;
-  po.exit_cb = on_proc_exit;
-  po.stdio_count = 3;
-  po.stdio = stdio;
-  p->proc.data = p;
-  int r = uv_spawn(h->loop, &p->proc, &po);
+  int r = spawn_child(h->loop, &p->proc, &a, stdio, on_proc_exit, p);
   if (r < 0) {
     lua_pushfstring(L, "spawn %s", a.argv[0]);
     free_args(&a);
