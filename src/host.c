@@ -44,6 +44,8 @@ static void host_teardown(luaio_host *h) {
     for (int i = 0; i < 4; i++) uv_run(h->loop, UV_RUN_NOWAIT);
   }
   luaio_sched_free(h);
+  free(h->scratch);
+  h->scratch = NULL;
   luaio_thread_host_gone();
 }
 

@@ -87,6 +87,7 @@ struct luaio_host {
   uint32_t native_waits;   /* tasks in luaio_await: no deadlock verdict while > 0 */
   uint64_t switches, iterations;
   int handles;         /* resources (streams, servers, ...) open */
+  char *scratch;       /* stream.c: TLS ciphertext in and out, allocated on first use */
   int running;         /* inside luaio_run_main */
   int closing;
   int debug;
@@ -136,6 +137,7 @@ void luaio_open_process(lua_State *L, luaio_host *h);
 void luaio_open_signal(lua_State *L, luaio_host *h);
 void luaio_open_thread(lua_State *L, luaio_host *h);
 void luaio_open_http_parse(lua_State *L, luaio_host *h);
+void luaio_open_tls(lua_State *L, luaio_host *h);
 void luaio_thread_host_gone(void);
 
 /* module.c: embedded Lua sources */

@@ -9,18 +9,24 @@
 **
 ** The stream struct is malloc'd, apart from its userdata: libuv may still
 ** hold the handle after the userdata is collected, until the close callback.
+**
+** A TLS stream (tls.c) reads ciphertext into the host's scratch buffer and
+** decrypts it into the same read buffer a plain stream uses, so every read
+** operation works unchanged; writes encrypt first, then go out the same way.
 */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include "stream.h"
+#include "tls.h"
 
 #define STREAM_MT "luaio.Stream"
 #define LISTENER_MT "luaio.Listener"
 #define DEFAULT_LIMIT 65536
 #define DEFAULT_HWM 65536
+#define SCRATCH_SIZE 65536   /* one socket read of ciphertext, or one chunk of it to send */
 
-enum { OP_READ, OP_EXACT, OP_LINE, OP_UNTIL, OP_ALL };
+enum { OP_READ, OP_EXACT, OP_LINE, OP_UNTIL, OP_ALL, OP_HANDSHAKE };
 enum { WAIT_HWM, WAIT_DRAIN, WAIT_SHUTDOWN };
 
 typedef struct stream stream;
@@ -42,6 +48,8 @@ struct stream {
   struct sockaddr_storage peer; /* remembered when connected: valid after the peer left */
   unsigned has_peer : 1;
   unsigned eof : 1, reading : 1, closing : 1, shut : 1, is_pipe : 1, counted : 1;
+  unsigned handshaking : 1, tls_failed : 1;
+  luaio_tls *tls;               /* NULL for a plain stream */
 };
 
 typedef struct {
@@ -72,6 +80,7 @@ static int raise_uv(lua_State *L, int err, const char *what) {
 
 static void on_closed(uv_handle_t *handle) {
   stream *s = handle->data;
+  luaio_tls_free(s->tls);
   free(s->buf);
   free(s);
 }
@@ -107,6 +116,8 @@ static void stop_reading(stream *s) {
   if (s->reading) { uv_read_stop(&s->u.s); s->reading = 0; }
 }
 
+static void tls_flush(stream *s);
+
 /* Close the handle once; pending writes are flushed by a shutdown first. */
 static void on_shutdown_close(uv_shutdown_t *req, int status) {
   (void)status;
@@ -133,6 +144,10 @@ static void stream_close(stream *s) {
     s->writer = NULL;
     wake_with_error(t, "OSError", UV_ECANCELED, "the stream was closed while writing");
   }
+  if (s->tls && !s->handshaking && !s->tls_failed && !s->shut && !s->write_err && !s->h->closing) {
+    luaio_tls_close_notify(s->tls);     /* tells the peer the end is not a truncation */
+    tls_flush(s);
+  }
   if (s->queued > 0 && !s->shut && !s->write_err && uv_is_writable(&s->u.s)) {
     uv_shutdown_t *req = malloc(sizeof *req);
     if (req) {
@@ -152,9 +167,8 @@ static stream *check_stream(lua_State *L, int idx) {
 
 /* ---- reading ------------------------------------------------------------ */
 
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
-  (void)suggested;
-  stream *s = handle->data;
+/* Room for at least 4 KiB more after the unread bytes; 0 when out of memory. */
+static int reserve(stream *s) {
   if (s->off > 0 && s->off + s->len + 4096 > s->cap) {
     memmove(s->buf, s->buf + s->off, s->len);
     s->off = 0;
@@ -162,10 +176,29 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
   if (s->cap - s->len < 4096) {
     size_t cap = s->cap ? s->cap * 2 : 16384;
     char *buf = realloc(s->buf, cap);
-    if (!buf) { out->base = NULL; out->len = 0; return; }
+    if (!buf) return 0;
     s->buf = buf;
     s->cap = cap;
   }
+  return 1;
+}
+
+/* The host's scratch buffer: libuv calls alloc and read back to back, and
+** the bytes are consumed before anything else runs, so one per host will do. */
+static char *scratch(luaio_host *h) {
+  if (!h->scratch) h->scratch = malloc(SCRATCH_SIZE);
+  return h->scratch;
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
+  (void)suggested;
+  stream *s = handle->data;
+  if (s->tls) {
+    out->base = scratch(s->h);
+    out->len = out->base ? SCRATCH_SIZE : 0;
+    return;
+  }
+  if (!reserve(s)) { out->base = NULL; out->len = 0; return; }
   out->base = s->buf + s->off + s->len;
   out->len = s->cap - s->off - s->len;
 }
@@ -178,10 +211,35 @@ static void wake_reader(stream *s) {
   luaio_wake(t, 0);
 }
 
+static void stop_reading(stream *s);
+
+/* Ciphertext in: advance the handshake, then decrypt all that is complete
+** into the read buffer (the read-ahead limit stops the socket, not this). */
+static void tls_input(stream *s, const char *p, size_t n) {
+  luaio_tls *t = s->tls;
+  if (s->tls_failed) return;
+  if (n > 0 && luaio_tls_feed(t, p, n) != TLS_DONE) { s->read_err = UV_ENOMEM; return; }
+  int r = TLS_DONE;
+  if (s->handshaking) {
+    r = luaio_tls_handshake(t);
+    if (r == TLS_DONE) s->handshaking = 0;
+  }
+  while (r == TLS_DONE && !s->handshaking) {
+    size_t got = 0;
+    if (!reserve(s)) { s->read_err = UV_ENOMEM; break; }
+    r = luaio_tls_read(t, s->buf + s->off + s->len, s->cap - s->off - s->len, &got);
+    s->len += got;
+  }
+  if (r == TLS_CLOSED) s->eof = 1;
+  if (r == TLS_FAILED) { s->tls_failed = 1; s->read_err = UV_EPROTO; }
+  tls_flush(s);          /* handshake replies, alerts, key updates */
+  if (s->eof || s->read_err) stop_reading(s);
+}
+
 static void on_read(uv_stream_t *handle, ssize_t nread, const uv_buf_t *b) {
-  (void)b;
   stream *s = handle->data;
-  if (nread > 0) s->len += (size_t)nread;
+  if (nread > 0 && s->tls) tls_input(s, b->base, (size_t)nread);
+  else if (nread > 0) s->len += (size_t)nread;
   else if (nread == UV_EOF) { s->eof = 1; stop_reading(s); }
   else if (nread < 0) { s->read_err = (int)nread; stop_reading(s); }
   if (!s->reader && s->len >= s->limit) stop_reading(s);   /* read-ahead full */
@@ -202,6 +260,10 @@ static void consume(stream *s, size_t n) {
 }
 
 static int raise_read_error(lua_State *L, stream *s) {
+  if (s->tls_failed) {
+    luaio_tls_push_error(L, s->tls);
+    return lua_error(L);
+  }
   return raise_uv(L, s->read_err, "read");
 }
 
@@ -287,6 +349,14 @@ static int try_read(lua_State *L, stream *s, int op) {
       return luaio_error(L, "LimitOverrunError", NULL,
                          "separator not found within the limit of %d bytes (the data stays buffered)",
                          (int)s->limit);
+    }
+    case OP_HANDSHAKE: {
+      if (s->read_err) return raise_read_error(L, s);
+      if (!s->handshaking) return 0;
+      if (s->eof)
+        return luaio_error(L, "TLSError", "UNEXPECTED_EOF_WHILE_READING",
+                           "the peer closed the connection during the TLS handshake");
+      return -1;
     }
     case OP_ALL: {
       if (s->eof) {
@@ -426,10 +496,74 @@ static int wait_writer(lua_State *L, stream *s, int what) {
   return luaio_await(L, writer_cancel, s, 0, write_k);
 }
 
+/* Send bufs in order: straight to the socket while nothing is queued, the
+** rest copied into one queued write. Returns 0 or the (kept) uv error. */
+static int send_bufs(stream *s, const uv_buf_t *bufs, unsigned n, size_t total) {
+  size_t done = 0;
+  if (s->queued == 0) {
+    int r = uv_try_write(&s->u.s, bufs, n);
+    if (r > 0) done = (size_t)r;
+    else if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) return s->write_err = r;
+  }
+  if (done == total) return 0;
+  write_req *w = malloc(sizeof *w + (total - done));
+  if (!w) return s->write_err = UV_ENOMEM;
+  size_t pos = 0, skip = done;
+  for (unsigned i = 0; i < n; i++) {
+    size_t len = bufs[i].len;
+    if (skip >= len) { skip -= len; continue; }
+    memcpy(w->data + pos, bufs[i].base + skip, len - skip);
+    pos += len - skip;
+    skip = 0;
+  }
+  w->s = s;
+  w->n = pos;
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)pos);
+  int r = uv_write(&w->req, &s->u.s, &b, 1, on_written);
+  if (r < 0) {
+    free(w);
+    return s->write_err = r;
+  }
+  s->queued += pos;
+  return 0;
+}
+
+/* Send the ciphertext the TLS session produced. */
+static void tls_flush(stream *s) {
+  size_t n;
+  while (!s->write_err && (n = luaio_tls_outgoing(s->tls)) > 0) {
+    char *buf = scratch(s->h);
+    if (!buf) { s->write_err = UV_ENOMEM; return; }
+    size_t k = luaio_tls_take(s->tls, buf, n < SCRATCH_SIZE ? n : SCRATCH_SIZE);
+    if (k == 0) return;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)k);
+    send_bufs(s, &b, 1, k);
+  }
+}
+
+static int tls_write(lua_State *L, stream *s, int n) {
+  if (s->tls_failed) {
+    luaio_tls_push_error(L, s->tls);
+    return lua_error(L);
+  }
+  if (s->handshaking) return luaio_error(L, "TLSError", "HANDSHAKE_NOT_DONE", "write before the TLS handshake finished");
+  for (int i = 2; i <= n + 1; i++) {
+    size_t len;
+    const char *p = lua_tolstring(L, i, &len);
+    if (len > 0 && luaio_tls_write(s->tls, p, len) != TLS_DONE) {
+      s->tls_failed = 1;
+      luaio_tls_push_error(L, s->tls);
+      return lua_error(L);
+    }
+  }
+  tls_flush(s);
+  return s->write_err;
+}
+
 static int l_write(lua_State *L) {
   stream *s = check_stream(L, 1);
   int n = lua_gettop(L) - 1;
-  uv_buf_t bufs[16];
+  uv_buf_t local[16], *bufs = local;
   size_t total = 0;
   if (s->write_err) return raise_uv(L, s->write_err, "write");
   if (s->shut) return luaio_error(L, "OSError", "EPIPE", "cannot write after shutdown()");
@@ -439,44 +573,19 @@ static int l_write(lua_State *L) {
     total += len;
   }
   if (total == 0) return 0;
-  size_t done = 0;
-  if (s->queued == 0 && n <= 16) {
+  int r;
+  if (s->tls) {
+    r = tls_write(L, s, n);
+  } else {
+    if (n > 16) bufs = lua_newuserdatauv(L, sizeof *bufs * (size_t)n, 0);
     for (int i = 0; i < n; i++) {
       size_t len;
       const char *p = lua_tolstring(L, i + 2, &len);
       bufs[i] = uv_buf_init((char *)p, (unsigned)len);
     }
-    int r = uv_try_write(&s->u.s, bufs, (unsigned)n);
-    if (r > 0) done = (size_t)r;
-    else if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
-      s->write_err = r;
-      return raise_uv(L, r, "write");
-    }
+    r = send_bufs(s, bufs, (unsigned)n, total);
   }
-  if (done < total) {
-    /* queue the rest as one copy, in order */
-    write_req *w = malloc(sizeof *w + (total - done));
-    if (!w) return luaL_error(L, "out of memory");
-    size_t pos = 0, skip = done;
-    for (int i = 2; i <= n + 1; i++) {
-      size_t len;
-      const char *p = lua_tolstring(L, i, &len);
-      if (skip >= len) { skip -= len; continue; }
-      memcpy(w->data + pos, p + skip, len - skip);
-      pos += len - skip;
-      skip = 0;
-    }
-    w->s = s;
-    w->n = pos;
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)pos);
-    int r = uv_write(&w->req, &s->u.s, &b, 1, on_written);
-    if (r < 0) {
-      free(w);
-      s->write_err = r;
-      return raise_uv(L, r, "write");
-    }
-    s->queued += pos;
-  }
+  if (r < 0) return raise_uv(L, r, "write");
   if (s->queued > s->hwm) {
     lua_settop(L, 1);
     return wait_writer(L, s, WAIT_HWM);
@@ -509,6 +618,10 @@ static int l_shutdown(lua_State *L) {
   if (s->writer) return luaL_error(L, "another task is already writing to this stream");
   luaio_task *t = luaio_current(L);
   if (!t) return luaL_error(L, "stream:shutdown must be called inside a task (wrap your code in aio.run)");
+  if (s->tls && !s->handshaking && !s->tls_failed) {
+    luaio_tls_close_notify(s->tls);
+    tls_flush(s);
+  }
   uv_shutdown_t *req = malloc(sizeof *req);
   if (!req) return luaL_error(L, "out of memory");
   req->data = s;
@@ -623,6 +736,32 @@ static int l_buffered(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)s->len);
   lua_pushinteger(L, (lua_Integer)s->queued);
   return 2;
+}
+
+/* _start_tls(context, server_name) ⏸ : the handshake, waited for as a read */
+static int l_start_tls(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  const char *name = luaL_optstring(L, 3, NULL);
+  if (s->tls) return luaL_error(L, "the stream already speaks TLS");
+  if (s->reader) return luaL_error(L, "another task is already reading from this stream");
+  if (!luaio_current(L)) return luaL_error(L, "start_tls must be called inside a task (wrap your code in aio.run)");
+  luaio_tls *t = luaio_tls_new(L, 2, name);
+  if (!t) return lua_error(L);
+  s->tls = t;
+  s->handshaking = 1;
+  /* bytes read ahead already are the peer's first handshake bytes (STARTTLS) */
+  if (s->len > 0 && luaio_tls_feed(t, s->buf + s->off, s->len) != TLS_DONE) s->read_err = UV_ENOMEM;
+  consume(s, s->len);
+  tls_input(s, NULL, 0);      /* a client speaks first */
+  lua_settop(L, 1);
+  return do_read(L, OP_HANDSHAKE);
+}
+
+static int l_tls_info(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  if (!s->tls || s->handshaking || s->tls_failed) lua_pushnil(L);
+  else luaio_tls_push_info(L, s->tls);
+  return 1;
 }
 
 static int l_tostring(lua_State *L) {
@@ -912,7 +1051,7 @@ void luaio_open_stream(lua_State *L, luaio_host *h) {
     {"drain", l_drain}, {"close", l_close}, {"shutdown", l_shutdown},
     {"peername", l_peername}, {"sockname", l_sockname}, {"set_timeout", l_set_timeout},
     {"set_limits", l_set_limits}, {"buffered", l_buffered}, {"closed", l_closed},
-    {NULL, NULL}};
+    {"_start_tls", l_start_tls}, {"tls_info", l_tls_info}, {NULL, NULL}};
   luaL_newmetatable(L, STREAM_MT);
   luaL_newlib(L, methods);
   lua_pushvalue(L, -1);

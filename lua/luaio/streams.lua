@@ -30,8 +30,69 @@ return function(aio, core)
     return s
   end
 
+  -- TLS ----------------------------------------------------------------------
+  -- The byte work is native (tls.c through stream.c); here are the options,
+  -- the shared contexts and the handshake deadline.
+  local TLS_OPTIONS = { verify = "boolean", ca_file = "string", cert_file = "string", key_file = "string",
+    server_name = "string", alpn = "table", handshake_timeout = "number", server = "boolean" }
+  local contexts = {}    -- settings -> TLSContext: the CA store is loaded once, not per connection
+
+  local function tls_options(tls, fname)
+    if tls == true then return {} end
+    if type(tls) ~= "table" then error(("%s: opts.tls must be true or a table, got %s"):format(fname, type(tls)), 3) end
+    for k, v in pairs(tls) do
+      local want = TLS_OPTIONS[k]
+      if not want then error(("%s: unknown TLS option %s"):format(fname, tostring(k)), 3) end
+      if type(v) ~= want and not (k == "alpn" and type(v) == "string") then
+        error(("%s: tls.%s must be a %s, got %s"):format(fname, k, want, type(v)), 3)
+      end
+    end
+    local t = tls.handshake_timeout
+    if t ~= nil and not (t > 0) then error(fname .. ": tls.handshake_timeout must be a positive number of seconds", 3) end
+    return tls
+  end
+
+  local function context_for(tls, server)
+    local alpn = tls.alpn
+    if type(alpn) == "table" then alpn = table.concat(alpn, ",") end
+    local key = table.concat({ server and "server" or "client", tostring(tls.verify), tls.ca_file or "",
+      tls.cert_file or "", tls.key_file or "", alpn or "" }, "\0")
+    local ctx = contexts[key]
+    if not ctx then
+      ctx = core.tls_context({ server = server, verify = tls.verify, ca_file = tls.ca_file,
+        cert_file = tls.cert_file, key_file = tls.key_file, alpn = tls.alpn })
+      contexts[key] = ctx
+    end
+    return ctx
+  end
+
+  -- the handshake, within its deadline; a failed one leaves the stream closed
+  local function handshake(s, ctx, server_name, timeout)
+    local ok, err = pcall(aio.timeout, timeout or 60, s._start_tls, s, ctx, server_name)
+    if not ok then
+      s:close()
+      if is_error(err, "TimeoutError") then
+        err = new_error("TimeoutError", ("TLS handshake timed out after %g s"):format(timeout or 60))
+      end
+      error(err, 0)
+    end
+    return s
+  end
+
+  -- s:start_tls(tls) ⏸ -> s: upgrade a connected stream (STARTTLS); tls.server
+  -- makes this end the server
+  function Stream:start_tls(tls)
+    tls = tls_options(tls == nil and true or tls, "stream:start_tls")
+    local server = tls.server or false
+    return handshake(self, context_for(tls, server), not server and tls.server_name or nil, tls.handshake_timeout)
+  end
+
   local function connect(host, port, opts)
-    if port == nil then return core.pipe_connect(host) end   -- a Unix socket path
+    if port == nil then                                        -- a Unix socket path
+      local s = core.pipe_connect(host)
+      if opts.tls then handshake(s, opts.tls_context, opts.tls.server_name, opts.tls.handshake_timeout) end
+      return s
+    end
     port = check_port(port, "aio.open_connection")
     local addrs
     if is_ip(host) then addrs = { { addr = host } }
@@ -39,7 +100,13 @@ return function(aio, core)
     local last
     for _, a in ipairs(addrs) do
       local ok, s = pcall(core.tcp_connect, a.addr, port)
-      if ok then return s end
+      if ok then
+        if opts.tls then
+          local tls = opts.tls
+          handshake(s, opts.tls_context, tls.server_name or host, tls.handshake_timeout)
+        end
+        return s
+      end
       if is_error(s, "CancelledError") then error(s, 0) end
       last = s
     end
@@ -49,6 +116,11 @@ return function(aio, core)
   function aio.open_connection(host, port, opts)
     if type(host) ~= "string" then error("aio.open_connection: host must be a string, got " .. type(host), 2) end
     if opts ~= nil and type(opts) ~= "table" then error("aio.open_connection: opts must be a table", 2) end
+    opts = opts or {}
+    if opts.tls then
+      local tls = tls_options(opts.tls, "aio.open_connection")
+      opts = setmetatable({ tls = tls, tls_context = context_for(tls, false) }, { __index = opts })
+    end
     local s
     if opts and opts.timeout then s = aio.timeout(opts.timeout, connect, host, port, opts)
     else s = connect(host, port, opts) end
@@ -66,6 +138,14 @@ return function(aio, core)
   Server.__name = "luaio.Server"
 
   local function serve_one(server, handler, stream)
+    if server._tls then
+      -- a client that fails its handshake (a scanner, a wrong CA) ends here, quietly
+      local ok = pcall(handshake, stream, server._tls, nil, server._tls_timeout)
+      if not ok then
+        server.handshake_failures = server.handshake_failures + 1
+        return
+      end
+    end
     local ok, err = xpcall(handler, debug.traceback, stream)
     stream:close()
     if not ok and not is_error(err, "CancelledError") then
@@ -100,6 +180,11 @@ return function(aio, core)
     if type(handler) ~= "function" then error("aio.start_server: handler must be a function", 2) end
     if opts ~= nil and type(opts) ~= "table" then error("aio.start_server: opts must be a table", 2) end
     opts = opts or {}
+    local tls_ctx, tls_timeout
+    if opts.tls then
+      local tls = tls_options(opts.tls, "aio.start_server")
+      tls_ctx, tls_timeout = context_for(tls, true), tls.handshake_timeout
+    end
     local listener, bound_host, bound_port
     if port == nil and type(host) == "string" and not is_ip(host) and host:find("/", 1, true) then
       listener = core.pipe_listen(host, opts.backlog)
@@ -115,7 +200,7 @@ return function(aio, core)
     end
     local server = setmetatable({ host = bound_host, port = bound_port, _listener = listener,
       _conns = {}, _active = 0, _closed = false, _slot = aio.Event(), _idle = aio.Event(),
-      _closed_ev = aio.Event() }, Server)
+      _closed_ev = aio.Event(), _tls = tls_ctx, _tls_timeout = tls_timeout, handshake_failures = 0 }, Server)
     local max = opts.max_connections
     if max ~= nil and (math.type(max) ~= "integer" or max < 1) then
       listener:close()
