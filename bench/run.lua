@@ -94,16 +94,38 @@ local micro = {
 }
 
 -- network workloads: a server pinned to CPU 0, load from CPU 1
-local function nginx_cmd(port)
+-- nginx.conf templates name their blanks @PORT@, @DIR@ and so on (see vars)
+local function nginx_cmd(template, vars)
   local dir = os.tmpname() .. ".nginx"
   os.execute("mkdir -p " .. dir)
-  local conf = assert(io.open("bench/http/nginx.conf")):read("a")
-  conf = conf:gsub("@PORT@", tostring(port)):gsub("@DIR@", dir)
+  vars.DIR = dir
+  local conf = assert(io.open(template)):read("a"):gsub("@(%u+)@", vars)
   local f = assert(io.open(dir .. "/nginx.conf", "w"))
   f:write(conf)
   f:close()
   return { "nginx", "-e", dir .. "/error.log", "-p", dir, "-c", dir .. "/nginx.conf" }
 end
+
+-- wrk drives http and https alike: the load for a scheme, and its report parsed
+local function wrk_load(scheme)
+  return function(port)
+    return { "taskset", "-c", "1", "wrk", "-t2", "-c100", "-d" .. seconds .. "s", "--latency", scheme .. "://127.0.0.1:" .. port .. "/" }
+  end
+end
+
+local function wrk_parse(text)
+  -- wrk exits 0 even when no request got through (e.g. a TLS handshake that
+  -- never succeeds): that is a failure, not a 0 req/s sample
+  if text:match("\n%s*0 requests in") then return {} end
+  local m = { requests_per_second = tonumber(text:match("Requests/sec:%s*([%d%.]+)")) }
+  local v, unit = text:match("99%%%s+([%d%.]+)(%a+)")
+  if v then m.p99_ms = tonumber(v) * ({ us = 1e-3, ms = 1, s = 1e3 })[unit] end
+  return m
+end
+
+-- absolute, for nginx resolves relative paths against its own prefix
+local CERTS = aio.exec({ "realpath", OUT }).stdout:match("[^\n]+") .. "/certs"
+local CERT, KEY = CERTS .. "/server.pem", CERTS .. "/server.key"
 
 local net = {
   { name = "echo", what = "50 connections ping-ponging 1 KiB (C client)", key = "messages_per_second",
@@ -117,20 +139,24 @@ local net = {
       { "luv callbacks", function(p) return { "lua5.4", "bench/echo/luv_cb.lua", p } end, have_luv },
     } },
   { name = "http", what = "hello world, keep-alive, wrk -t2 -c100", key = "requests_per_second",
-    load = function(port)
-      return { "taskset", "-c", "1", "wrk", "-t2", "-c100", "-d" .. seconds .. "s", "--latency", "http://127.0.0.1:" .. port .. "/" }
-    end,
-    parse = function(text)
-      local m = { requests_per_second = tonumber(text:match("Requests/sec:%s*([%d%.]+)")) }
-      local v, unit = text:match("99%%%s+([%d%.]+)(%a+)")
-      if v then m.p99_ms = tonumber(v) * ({ us = 1e-3, ms = 1, s = 1e3 })[unit] end
-      return m
-    end,
+    wrk = true, load = wrk_load("http"), parse = wrk_parse,
     peers = {
       { "luaio", function(p) return { LUAIO, "bench/http/luaio.lua", p } end },
       { "aiohttp+uvloop", function(p) return { PY, "bench/http/py_aiohttp.py", p } end, have_aiohttp },
       { "node", function(p) return { "node", "bench/http/node.js", p } end, have_node },
-      { "nginx", function(p) return nginx_cmd(p) end, have_nginx },
+      { "nginx", function(p) return nginx_cmd("bench/http/nginx.conf", { PORT = p }) end, have_nginx },
+    } },
+  { name = "https", what = "hello world over TLS, keep-alive, wrk -t2 -c100", key = "requests_per_second",
+    wrk = true, load = wrk_load("https"), parse = wrk_parse,
+    -- fresh throw-away certificates every run: nothing to keep or to expire
+    setup = function()
+      local r = aio.exec({ "tools/make_test_certs.sh", CERTS })
+      if r.status ~= 0 then error("making certificates:\n" .. r.stderr) end
+    end,
+    peers = {
+      { "luaio", function(p) return { LUAIO, "bench/https/luaio.lua", p, CERT, KEY } end },
+      { "node", function(p) return { "node", "bench/https/node.js", p, CERT, KEY } end, have_node },
+      { "nginx", function(p) return nginx_cmd("bench/https/nginx.conf", { PORT = p, CERT = CERT, KEY = KEY }) end, have_nginx },
     } },
 }
 
@@ -164,10 +190,11 @@ end
 
 local function run_net(w, n)
   if w.name == "echo" then compile("bench/echo/client.c", OUT .. "/echo_client", "libuv") end
-  if w.name == "http" and not have_wrk then
-    io.stderr:write("http: wrk is not installed (apt-get install wrk); skipped\n")
+  if w.wrk and not have_wrk then
+    io.stderr:write(w.name .. ": wrk is not installed (apt-get install wrk); skipped\n")
     return {}
   end
+  if w.setup then w.setup() end
   local samples = {}
   for r = 1, n do
     for _, peer in ipairs(w.peers) do

@@ -369,9 +369,15 @@ static int l_tls_context(lua_State *L) {
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);    /* a memory BIO session never re-handshakes */
   if (cert_file) {
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) return load_error(L, "certificate", cert_file);
-    if (SSL_CTX_use_PrivateKey_file(ctx, key_file ? key_file : cert_file, SSL_FILETYPE_PEM) != 1)
-      return load_error(L, "private key", key_file ? key_file : cert_file);
-    if (SSL_CTX_check_private_key(ctx) != 1) return load_error(L, "private key (does not match the certificate)", key_file ? key_file : cert_file);
+    const char *kf = key_file ? key_file : cert_file;
+    if (SSL_CTX_use_PrivateKey_file(ctx, kf, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+      if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+        ERR_clear_error();
+        return luaio_error(L, "TLSError", "KEY_VALUES_MISMATCH",
+                           "the private key %s does not match the certificate %s", kf, cert_file);
+      }
+      return load_error(L, "private key", kf);
+    }
   }
   if (verify) {
     if (ca_file) {

@@ -336,9 +336,7 @@ return function(aio, core)
     local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
     if not scheme then error(new_error("ValueError", "not an absolute URL: " .. url), 3) end
     scheme = scheme:lower()
-    if scheme == "https" then
-      error(new_error("ProtocolError", "https is not supported yet: " .. url), 3)
-    elseif scheme ~= "http" then
+    if scheme ~= "http" and scheme ~= "https" then
       error(new_error("ProtocolError", "unsupported URL scheme: " .. scheme), 3)
     end
     local authority, target = rest:match("^([^/?#]*)(.*)$")
@@ -347,9 +345,12 @@ return function(aio, core)
     local host, port = authority:match("^%[([^%]]+)%]:?(%d*)$")
     if not host then host, port = authority:match("^([^:]+):?(%d*)$") end
     if not host or host == "" then error(new_error("ValueError", "URL without a host: " .. url), 3) end
-    port = tonumber(port) or 80
-    return { host = host, port = port, target = target,
-             authority = (port == 80) and host or (host .. ":" .. port) }
+    local default_port = scheme == "https" and 443 or 80
+    port = tonumber(port) or default_port
+    if port < 1 or port > 65535 then error(new_error("ValueError", "URL with a bad port: " .. url), 3) end
+    local named = host:find(":", 1, true) and ("[" .. host .. "]") or host
+    return { scheme = scheme, tls = scheme == "https", host = host, port = port, target = target,
+             authority = (port == default_port) and named or (named .. ":" .. port) }
   end
   http.parse_url = parse_url
 
@@ -384,8 +385,20 @@ return function(aio, core)
   end
   Session.__close = Session.close
 
-  local function checkout(self, u)
-    local key = u.host .. ":" .. u.port
+  -- pooled connections are told apart by scheme, host, port and TLS settings
+  local function tls_key(tls)
+    if type(tls) ~= "table" then return "" end
+    local parts = {}
+    for k, v in pairs(tls) do
+      parts[#parts + 1] = tostring(k) .. "=" .. (type(v) == "table" and concat(v, ",") or tostring(v))
+    end
+    table.sort(parts)
+    return concat(parts, ";")
+  end
+
+  local function checkout(self, u, tls)
+    local key = u.scheme .. "://" .. u.host .. ":" .. u.port
+    if u.tls then key = key .. "|" .. tls_key(tls) end
     local list = self._idle[key]
     while list and #list > 0 do
       local s = table.remove(list)
@@ -397,7 +410,7 @@ return function(aio, core)
       end
     end
     self.connections_made = self.connections_made + 1
-    return aio.open_connection(u.host, u.port), key, false
+    return aio.open_connection(u.host, u.port, u.tls and { tls = tls or true } or nil), key, false
   end
 
   local function checkin(self, key, s)
@@ -448,8 +461,8 @@ return function(aio, core)
   local function resolve(base, location)
     if location:match("^%a[%w+.-]*://") then return location end
     local u = parse_url(base)
-    local prefix = "http://" .. u.authority
-    if location:sub(1, 2) == "//" then return "http:" .. location end
+    local prefix = u.scheme .. "://" .. u.authority
+    if location:sub(1, 2) == "//" then return u.scheme .. ":" .. location end
     if location:sub(1, 1) == "/" then return prefix .. location end
     local dir = u.target:gsub("[?#].*$", ""):match("^(.*/)") or "/"
     return prefix .. dir .. location
@@ -472,7 +485,7 @@ return function(aio, core)
       local _ <close> = self._sem:acquire()   -- one connection slot per request
       local head, resp_body
       for attempt = 1, 2 do
-        local s, key, reused = checkout(self, u)
+        local s, key, reused = checkout(self, u, opts.tls or self._opts.tls)
         local ok, a, b, c = pcall(function()
           send_request(s, method, u, headers, body)
           return read_response(s, method)
