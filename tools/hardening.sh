@@ -7,12 +7,12 @@ cd "$(dirname "$0")/.."
 tools/deps.sh valgrind clang wrk
 echo "== ASan+UBSan: the whole suite"
 tools/sanitize.sh
-echo "== valgrind memcheck: the specs of the core, streams, HTTP and system"
+echo "== valgrind memcheck: the specs of the core, streams, TLS, HTTP and system"
 LUAIO_VALGRIND=1 valgrind --quiet --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
   --suppressions=tools/valgrind.supp \
   build/luaio /usr/bin/busted --output=plainTerminal spec/core_spec.lua spec/combinators_spec.lua \
   spec/sync_spec.lua spec/queue_spec.lua spec/stream_spec.lua spec/http_server_spec.lua \
-  spec/http_client_spec.lua spec/system_spec.lua spec/hardening_spec.lua
+  spec/http_client_spec.lua spec/system_spec.lua spec/hardening_spec.lua spec/tls_spec.lua
 echo "== fuzzing"
 tools/fuzz.sh
 echo "== load and soak"
