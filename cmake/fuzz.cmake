@@ -12,5 +12,5 @@ foreach(pair http_head:http_parse chunk_size:http_parse reader:stream copier:thr
   target_include_directories(fuzz_${name} PRIVATE ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/src ${LUA_INCLUDE_DIRS})
   target_compile_options(fuzz_${name} PRIVATE ${LUAIO_FUZZ_FLAGS})
   target_link_options(fuzz_${name} PRIVATE ${LUAIO_FUZZ_FLAGS})
-  target_link_libraries(fuzz_${name} PRIVATE PkgConfig::LUA PkgConfig::UV m)
+  target_link_libraries(fuzz_${name} PRIVATE PkgConfig::LUA PkgConfig::UV PkgConfig::SSL m)
 endforeach()

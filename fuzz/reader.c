@@ -3,7 +3,8 @@
 ** The input is a script: each step either delivers a chunk (through the real
 ** on_alloc buffer management) or performs a read. Checks that every result is
 ** exactly the next bytes of the stream (nothing lost, reordered or invented)
-** and that a found separator really follows a line. */
+** and that a found separator really follows a line. HTTP heads (OP_HEAD) are
+** read in place: a parsed head took exactly the bytes up to a blank line. */
 #include "../src/stream.c"
 #include <lualib.h>
 #include <stdlib.h>
@@ -14,6 +15,35 @@ static int op_now;
 static int call_try(lua_State *L) {
   stream *s = lua_touserdata(L, lua_upvalueindex(1));
   return try_read(L, s, op_now) < 0 ? 0 : 1;
+}
+
+static int call_head(lua_State *L) {
+  stream *s = lua_touserdata(L, lua_upvalueindex(1));
+  int n = try_read(L, s, OP_HEAD);
+  return n < 0 ? 0 : n;
+}
+
+/* OP_HEAD: the results agree with what was consumed */
+static void check_head(lua_State *L, int base, stream *s, const char *consumed, size_t taken) {
+  int n = lua_gettop(L) - base;
+  int only_crlfs = 1;                                  /* stray CRLFs before a head may go */
+  for (size_t i = 0; i < taken; i++) only_crlfs &= consumed[i] == (i % 2 ? '\n' : '\r');
+  if (n == 0) { if (!only_crlfs) abort(); return; }
+  if (lua_istable(L, base + 1)) {
+    if (taken < 4 || memcmp(consumed + taken - 4, "\r\n\r\n", 4) != 0) abort();
+    lua_getfield(L, base + 1, "head_length");
+    if (lua_tointeger(L, -1) > (lua_Integer)taken) abort();
+  } else if (lua_isboolean(L, base + 1)) {
+    if (lua_toboolean(L, base + 1) || !s->eof || s->len != 0) abort();
+  } else {
+    lua_Integer status = lua_tointeger(L, base + 2);
+    int whole_head = taken >= 4 && memcmp(consumed + taken - 4, "\r\n\r\n", 4) == 0;
+    if (status < 400 || status > 599) abort();
+    if (whole_head) return;                            /* parsed and refused */
+    if (status == 431 && only_crlfs) return;           /* too large: the data stays */
+    if (status == 400 && s->eof && s->len == 0) return;   /* cut short by EOF */
+    abort();
+  }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -43,6 +73,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       continue;
     }
     if (cmd == 255) { s.eof = 1; continue; }
+    if ((cmd & 0x70) == 0x70) {               /* an HTTP head, request or response */
+      lua_settop(L, 0);
+      lua_pushlightuserdata(L, &s);
+      lua_pushcclosure(L, call_head, 1);
+      lua_pushnil(L);
+      lua_pushstring(L, cmd & 1 ? "response" : "request");
+      size_t before = s.len;
+      if (lua_pcall(L, 2, LUA_MULTRET, 0) != LUA_OK) abort();   /* reports, never raises (no read error here) */
+      size_t taken = before - s.len;
+      check_head(L, 0, &s, fed + nread, taken);
+      nread += taken;
+      if (nread + s.len != nfed) abort();
+      continue;
+    }
     int op = (cmd >> 2) & 3;                  /* 0 read, 1 exact, 2 line, 3 until */
     size_t arg = cmd & 3;
     lua_settop(L, 0);

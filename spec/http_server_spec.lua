@@ -185,6 +185,27 @@ for _ in range(3):
     assert.equals("", err)
   end)
 
+  it("routes in the order they were added, static paths included", function()
+    local app = aio.http.app()
+    app:route("/users/:id", function(req) return "param " .. req.params.id end)
+    app:route("/users/me", function() return "static me" end)         -- shadowed by the route above
+    app:route("/items", function() return "get items" end, "GET")
+    app:route("/items", function() return "post items" end, "POST")
+    app:route("/a%20b", function() return "never" end)
+    app:route("/plain", function(req) return tostring(next(req.params)) .. " " .. tostring(req.query.x) end)
+    local server <close> = app:listen("127.0.0.1", 0)
+    local base = "http://127.0.0.1:" .. server.port
+    assert.equals("param me", aio.http.get(base .. "/users/me").body)
+    assert.equals("get items", aio.http.get(base .. "/items").body)
+    assert.equals("post items", aio.http.post(base .. "/items", { body = "" }).body)
+    local r = aio.http.request("DELETE", base .. "/items")
+    assert.equals(405, r.status)
+    assert.equals("GET, HEAD, POST", r.headers.allow)
+    assert.equals("nil 1", aio.http.get(base .. "/plain?x=1").body)
+    assert.equals("nil nil", aio.http.get(base .. "/plain/").body)    -- trailing slash: same route
+    assert.equals("nil nil", aio.http.get(base .. "/pl%61in").body)   -- escapes decoded before matching
+  end)
+
   it("rejects route definitions that make no sense", function()
     local app = aio.http.app()
     assert.has_error(function() app:route("no-slash", print) end)

@@ -8,7 +8,7 @@
 ** such guesses are what request smuggling is made of.
 */
 #include <string.h>
-#include "luaio_int.h"
+#include "http_parse.h"
 
 #define MAX_HEADERS 100
 #define MAX_LINE 8192
@@ -221,12 +221,7 @@ static int parse_status_line(lua_State *L, cursor *c, int tidx, int *minor) {
 
 /* http_parse_head(head, "request"|"response") -> table | nil, status, reason
 ** `head` is the whole head including its final CRLF CRLF. */
-static int l_parse_head(lua_State *L) {
-  size_t len;
-  const char *head = luaL_checklstring(L, 1, &len);
-  const char *kind = luaL_checkstring(L, 2);
-  int is_request = strcmp(kind, "request") == 0;
-  if (!is_request && strcmp(kind, "response") != 0) return luaL_argerror(L, 2, "'request' or 'response' expected");
+int luaio_http_push_head(lua_State *L, const char *head, size_t len, int is_request) {
   cursor c = {head, head + len, 0, NULL};
   int minor = 1;
   lua_createtable(L, 0, 10);
@@ -243,6 +238,15 @@ static int l_parse_head(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)(c.p - head));
   lua_setfield(L, tidx, "head_length");
   return 1;
+}
+
+static int l_parse_head(lua_State *L) {
+  size_t len;
+  const char *head = luaL_checklstring(L, 1, &len);
+  const char *kind = luaL_checkstring(L, 2);
+  int is_request = strcmp(kind, "request") == 0;
+  if (!is_request && strcmp(kind, "response") != 0) return luaL_argerror(L, 2, "'request' or 'response' expected");
+  return luaio_http_push_head(L, head, len, is_request);
 }
 
 static int hexval(int ch) {

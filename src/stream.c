@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include "stream.h"
 #include "tls.h"
+#include "http_parse.h"
 
 #define STREAM_MT "luaio.Stream"
 #define LISTENER_MT "luaio.Listener"
@@ -26,7 +27,7 @@
 #define DEFAULT_HWM 65536
 #define SCRATCH_SIZE 65536   /* one socket read of ciphertext, or one chunk of it to send */
 
-enum { OP_READ, OP_EXACT, OP_LINE, OP_UNTIL, OP_ALL, OP_HANDSHAKE };
+enum { OP_READ, OP_EXACT, OP_LINE, OP_UNTIL, OP_ALL, OP_HANDSHAKE, OP_HEAD };
 enum { WAIT_HWM, WAIT_DRAIN, WAIT_SHUTDOWN };
 
 typedef struct stream stream;
@@ -350,6 +351,37 @@ static int try_read(lua_State *L, stream *s, int op) {
                          "separator not found within the limit of %d bytes (the data stays buffered)",
                          (int)s->limit);
     }
+    case OP_HEAD: {
+      /* an HTTP head up to its blank line, parsed where it lies: no string
+      ** for the head itself (results as luaio_http_push_head; false at a
+      ** clean EOF) */
+      int is_request = lua_tostring(L, 2)[2] == 'q';
+      if (is_request)
+        while (s->len >= 2 && p[0] == '\r' && p[1] == '\n') { consume(s, 2); p += 2; }   /* stray CRLFs */
+      const char *hit = find_sep(p, s->len, "\r\n\r\n", 4);
+      size_t n = hit ? (size_t)(hit - p) + 4 : 0;
+      if (hit && n - 4 <= s->limit) {
+        int r = luaio_http_push_head(L, p, n, is_request);
+        consume(s, n);
+        return r;
+      }
+      if (hit || s->len > s->limit) {
+        lua_pushnil(L);
+        lua_pushinteger(L, 431);
+        lua_pushliteral(L, "head too large");
+        return 3;
+      }
+      if (s->read_err) return raise_read_error(L, s);
+      if (s->eof) {
+        if (s->len == 0) { lua_pushboolean(L, 0); return 1; }
+        consume(s, s->len);
+        lua_pushnil(L);
+        lua_pushinteger(L, 400);
+        lua_pushliteral(L, "incomplete head");
+        return 3;
+      }
+      return -1;
+    }
     case OP_HANDSHAKE: {
       if (s->read_err) return raise_read_error(L, s);
       if (!s->handshaking) return 0;
@@ -437,6 +469,14 @@ static int l_read_until(lua_State *L) {
 }
 
 static int l_read_all(lua_State *L) { return do_read(L, OP_ALL); }
+
+/* _read_head("request" | "response") ⏸ -> head | false | nil, status, reason */
+static int l_read_head(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 2);
+  if (strcmp(kind, "request") != 0 && strcmp(kind, "response") != 0)
+    return luaL_argerror(L, 2, "'request' or 'response' expected");
+  return do_read(L, OP_HEAD);
+}
 
 /* ---- writing ------------------------------------------------------------ */
 
@@ -541,19 +581,32 @@ static void tls_flush(stream *s) {
   }
 }
 
-static int tls_write(lua_State *L, stream *s, int n) {
-  if (s->tls_failed) {
-    luaio_tls_push_error(L, s->tls);
-    return lua_error(L);
-  }
+static int raise_tls_failure(lua_State *L, stream *s) {
+  s->tls_failed = 1;
+  luaio_tls_push_error(L, s->tls);
+  return lua_error(L);
+}
+
+static int tls_write(lua_State *L, stream *s, int n, size_t total) {
+  if (s->tls_failed) return raise_tls_failure(L, s);
   if (s->handshaking) return luaio_error(L, "TLSError", "HANDSHAKE_NOT_DONE", "write before the TLS handshake finished");
-  for (int i = 2; i <= n + 1; i++) {
-    size_t len;
-    const char *p = lua_tolstring(L, i, &len);
-    if (len > 0 && luaio_tls_write(s->tls, p, len) != TLS_DONE) {
-      s->tls_failed = 1;
-      luaio_tls_push_error(L, s->tls);
-      return lua_error(L);
+  /* small pieces (an HTTP head and its body) go out as one record: one
+  ** encryption and one record header instead of one per piece */
+  char *joined = n > 1 && total <= 16384 ? scratch(s->h) : NULL;
+  if (joined) {
+    size_t pos = 0;
+    for (int i = 2; i <= n + 1; i++) {
+      size_t len;
+      const char *p = lua_tolstring(L, i, &len);
+      memcpy(joined + pos, p, len);
+      pos += len;
+    }
+    if (luaio_tls_write(s->tls, joined, pos) != TLS_DONE) return raise_tls_failure(L, s);
+  } else {
+    for (int i = 2; i <= n + 1; i++) {
+      size_t len;
+      const char *p = lua_tolstring(L, i, &len);
+      if (len > 0 && luaio_tls_write(s->tls, p, len) != TLS_DONE) return raise_tls_failure(L, s);
     }
   }
   tls_flush(s);
@@ -575,7 +628,7 @@ static int l_write(lua_State *L) {
   if (total == 0) return 0;
   int r;
   if (s->tls) {
-    r = tls_write(L, s, n);
+    r = tls_write(L, s, n, total);
   } else {
     if (n > 16) bufs = lua_newuserdatauv(L, sizeof *bufs * (size_t)n, 0);
     for (int i = 0; i < n; i++) {
@@ -1051,7 +1104,7 @@ void luaio_open_stream(lua_State *L, luaio_host *h) {
     {"drain", l_drain}, {"close", l_close}, {"shutdown", l_shutdown},
     {"peername", l_peername}, {"sockname", l_sockname}, {"set_timeout", l_set_timeout},
     {"set_limits", l_set_limits}, {"buffered", l_buffered}, {"closed", l_closed},
-    {"_start_tls", l_start_tls}, {"tls_info", l_tls_info}, {NULL, NULL}};
+    {"_start_tls", l_start_tls}, {"_read_head", l_read_head}, {"tls_info", l_tls_info}, {NULL, NULL}};
   luaL_newmetatable(L, STREAM_MT);
   luaL_newlib(L, methods);
   lua_pushvalue(L, -1);

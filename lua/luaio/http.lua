@@ -2,7 +2,7 @@
 -- whole by the stream (native search for the blank line, within a limit) and
 -- parsed in C (http_parse.c); routing, framing policy and pooling live here.
 return function(aio, core)
-  local parse_head, chunk_size, unescape = core.http_parse_head, core.http_chunk_size, core.http_unescape
+  local chunk_size, unescape = core.http_chunk_size, core.http_unescape
   local is_error, new_error = core.is_error, core.error
   local json = aio.json
   local concat, type, tostring, error, pcall = table.concat, type, tostring, error, pcall
@@ -80,18 +80,11 @@ return function(aio, core)
     return concat(parts)
   end
 
+  -- head table | false at a clean EOF | nil, status, reason (read and parsed
+  -- natively, where it lies in the read buffer; stray CRLFs before a request
+  -- are skipped)
   local function read_head(stream, kind)
-    local ok, head = pcall(stream.read_until, stream, "\r\n\r\n")
-    if not ok then
-      if is_error(head, "LimitOverrunError") then return nil, 431, "head too large" end
-      if is_error(head, "IncompleteReadError") then return nil, 400, "incomplete head" end
-      error(head, 0)
-    end
-    if head == nil then return false end     -- clean EOF
-    if head == "" and kind == "request" then  -- stray CRLFs before a request are allowed
-      return read_head(stream, kind)
-    end
-    return parse_head(head .. "\r\n\r\n", kind)
+    return stream:_read_head(kind)
   end
 
   -- ===================================================================
@@ -101,7 +94,7 @@ return function(aio, core)
   App.__index = App
 
   function http.app(opts)
-    return setmetatable({ _routes = {}, _opts = opts or {} }, App)
+    return setmetatable({ _routes = {}, _static = {}, _opts = opts or {} }, App)
   end
 
   local function compile(path)
@@ -111,21 +104,6 @@ return function(aio, core)
       segs[#segs + 1] = name and { param = name } or seg
     end
     return segs
-  end
-
-  function App:route(path, handler, methods)
-    if type(path) ~= "string" or path:sub(1, 1) ~= "/" then error("app:route: path must start with '/'", 2) end
-    if type(handler) ~= "function" then error("app:route: handler must be a function", 2) end
-    local allowed
-    if methods ~= nil then
-      if type(methods) == "string" then methods = { methods } end
-      if type(methods) ~= "table" then error("app:route: methods must be a string or an array", 2) end
-      allowed = {}
-      for _, m in ipairs(methods) do allowed[m:upper()] = true end
-      if allowed.GET then allowed.HEAD = true end
-    end
-    self._routes[#self._routes + 1] = { segs = compile(path), handler = handler, methods = allowed, list = methods }
-    return self
   end
 
   local function match(route, parts)
@@ -140,7 +118,38 @@ return function(aio, core)
     return params
   end
 
+  function App:route(path, handler, methods)
+    if type(path) ~= "string" or path:sub(1, 1) ~= "/" then error("app:route: path must start with '/'", 2) end
+    if type(handler) ~= "function" then error("app:route: handler must be a function", 2) end
+    local allowed
+    if methods ~= nil then
+      if type(methods) == "string" then methods = { methods } end
+      if type(methods) ~= "table" then error("app:route: methods must be a string or an array", 2) end
+      allowed = {}
+      for _, m in ipairs(methods) do allowed[m:upper()] = true end
+      if allowed.GET then allowed.HEAD = true end
+    end
+    local route = { segs = compile(path), handler = handler, methods = allowed, list = methods }
+    -- a path without parameters is also found by a table lookup, unless an
+    -- earlier route would match it first (routes match in order)
+    local static = true
+    for _, seg in ipairs(route.segs) do if type(seg) == "table" then static = false end end
+    if static then
+      for _, r in ipairs(self._routes) do
+        if match(r, route.segs) then static = false break end
+      end
+    end
+    self._routes[#self._routes + 1] = route
+    if static then
+      local key = "/" .. concat(route.segs, "/")
+      if self._static[key] == nil then self._static[key] = route end
+    end
+    return self
+  end
+
   function App:find(method, path)
+    local r = self._static[path]
+    if r and (not r.methods or r.methods[method]) then return r, {} end
     local parts = {}
     for seg in path:gmatch("[^/]+") do parts[#parts + 1] = unescape(seg) end
     local allow
@@ -156,10 +165,18 @@ return function(aio, core)
     return nil, 404
   end
 
+  -- req.query is decoded on first use: most handlers never look
   local Request = {}
-  Request.__index = Request
   function Request:json()
     return json.decode(self.body)
+  end
+  Request.__index = function(req, k)
+    if k == "query" then
+      local q = decode_query(rawget(req, "_query"))
+      req.query = q
+      return q
+    end
+    return Request[k]
   end
 
   -- the response head goes out as separate strings in one writev: no
@@ -178,6 +195,13 @@ return function(aio, core)
     return date_lines
   end
 
+  local NO_HEADERS = setmetatable({}, { __newindex = function() error("NO_HEADERS is read-only", 2) end })
+  local length_lines = setmetatable({}, { __index = function(t, n)
+    local line = "Content-Length: " .. n .. "\r\n"
+    if n < 4096 then t[n] = line end   -- the common sizes, bounded
+    return line
+  end })
+
   local function send_response(stream, status, headers, body, head_only, keep_alive)
     local extra, has_type, has_length = "", false, false
     if next(headers) ~= nil then
@@ -192,7 +216,7 @@ return function(aio, core)
     end
     stream:write(status_lines[status], extra,
       (has_type or body == "") and "" or "Content-Type: text/plain; charset=utf-8\r\n",
-      has_length and "" or "Content-Length: " .. #body .. "\r\n",
+      has_length and "" or length_lines[#body],
       date_and_server(),
       keep_alive and "\r\n" or "Connection: close\r\n\r\n",
       head_only and "" or body)
@@ -230,9 +254,11 @@ return function(aio, core)
       pcall(simple, stream, status, nil, false)
       return false
     end
-    local t0 = aio.now()
+    local t0 = opts.access_log and aio.now()
     local method = head.method
-    local path, query = head.target:match("^([^?#]*)%??([^#]*)")
+    local target = head.target
+    local path, query = target, nil
+    if target:find("[?#]") then path, query = target:match("^([^?#]*)%??([^#]*)") end
     if path == "" or path:sub(1, 1) ~= "/" then
       if head.target == "*" and method == "OPTIONS" then path = "*" else
         simple(stream, 400, nil, false)
@@ -265,13 +291,14 @@ return function(aio, core)
       body = b
     end
     local keep_alive = head.keep_alive
-    local req = setmetatable({ method = method, target = head.target, path = path, query = decode_query(query),
-      headers = headers_of(head.headers), body = body, peer = peer, version = head.version, params = {} }, Request)
+    local req = setmetatable({ method = method, target = target, path = path, _query = query,
+      headers = headers_of(head.headers), body = body, peer = peer, version = head.version }, Request)
     local route, params_or_status, allow = app:find(method, path)
-    local resp_status, resp_headers, resp_body = 200, {}, ""
+    local resp_status, resp_headers, resp_body = 200, NO_HEADERS, ""
     if not route then
+      req.params = {}
       resp_status = params_or_status
-      if allow then resp_headers.Allow = allow end
+      if allow then resp_headers = { Allow = allow } end
       resp_body = fmt("%d %s\n", resp_status, REASONS[resp_status])
     else
       req.params = params_or_status
@@ -295,7 +322,10 @@ return function(aio, core)
           resp_body = json.encode(b)
           local typed = false
           for k in pairs(resp_headers) do if k:lower() == "content-type" then typed = true end end
-          if not typed then resp_headers["Content-Type"] = "application/json" end
+          if not typed then
+            if resp_headers == NO_HEADERS then resp_headers = {} end
+            resp_headers["Content-Type"] = "application/json"
+          end
         elseif b == nil then resp_body = ""
         else resp_body = tostring(b) end
       end
