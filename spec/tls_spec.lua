@@ -246,6 +246,36 @@ describe("tls", function()
     end)
   end)
 
+  it("an HTTPS client that breaks its TLS mid-connection ends only that connection, unlogged", function()
+    local out, err, code = S.run_script(([[
+      local aio = require "luaio"
+      local app = aio.http.app()
+      app:route("/", function() return "hi" end)
+      local server = app:listen("127.0.0.1", 0, { tls = { cert_file = %q, key_file = %q } })
+      -- Python's ssl: one good request, then a forged record on the raw socket
+      local r = aio.exec({ "python3", "-c", [=[
+import os, socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="localhost")
+s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+print(s.recv(4096).split(b"\r\n")[0].decode())
+os.write(s.fileno(), b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+try:
+    print("after forgery:", s.recv(4096))
+except (ssl.SSLError, OSError) as e:
+    print("after forgery: closed")
+]=], tostring(server.port), %q })
+      io.write(r.stdout)
+      io.stderr:write(r.stderr)
+      local ok = aio.http.get(("https://localhost:%%d/"):format(server.port), { tls = { ca_file = %q } })
+      print(ok.body)
+      server:close()
+    ]]):format(cert("server.pem"), cert("server.key"), cert("ca.pem"), cert("ca.pem")))
+    assert.equals(0, code, err)
+    assert.matches("^HTTP/1.1 200 OK\nafter forgery: [^\n]*\nhi\n$", out)
+    assert.equals("", err)
+  end)
+
   it("start_tls upgrades a plain connection on both ends (STARTTLS)", function()
     local server <close> = aio.start_server(function(s)
       assert.equals("STARTTLS", s:readline())

@@ -343,9 +343,11 @@ return function(aio, core)
     local ok, err = pcall(function()
       while serve_request(self, stream, opts, peer) do end
     end)
-    -- a peer that resets or hangs up mid-request ends its own connection:
-    -- nothing for the server log (handler failures are answered 500 earlier)
-    if not ok and not (is_error(err, "ConnectionError") or is_error(err, "IncompleteReadError")) then
+    -- a peer that resets, hangs up mid-request or breaks its TLS ends its own
+    -- connection: nothing for the server log (handler failures are answered
+    -- 500 earlier)
+    if not ok and not (is_error(err, "ConnectionError") or is_error(err, "IncompleteReadError")
+                       or is_error(err, "TLSError")) then
       error(err, 0)
     end
     pcall(stream.drain, stream)
