@@ -46,6 +46,8 @@ static void host_teardown(luaio_host *h) {
   luaio_sched_free(h);
   free(h->scratch);
   h->scratch = NULL;
+  free(h->tls_out.data);
+  h->tls_out.data = NULL;
   luaio_thread_host_gone();
 }
 

@@ -52,6 +52,11 @@ struct luaio_task {
   uint8_t state, flags;
 };
 
+/* Where a TLS session (tls.c) appends the ciphertext it produces; the
+** stream sends and empties it after each call. The host's one is shared by
+** all its sessions, since every call is followed by that flush. */
+typedef struct { char *data; size_t len, cap; } luaio_tls_out;
+
 typedef struct luaio_post_item {
   struct luaio_post_item *next;
   void (*fn)(luaio_host *h, void *arg);
@@ -87,7 +92,8 @@ struct luaio_host {
   uint32_t native_waits;   /* tasks in luaio_await: no deadlock verdict while > 0 */
   uint64_t switches, iterations;
   int handles;         /* resources (streams, servers, ...) open */
-  char *scratch;       /* stream.c: TLS ciphertext in and out, allocated on first use */
+  char *scratch;       /* stream.c: TLS ciphertext as read, allocated on first use */
+  luaio_tls_out tls_out;
   int running;         /* inside luaio_run_main */
   int closing;
   int debug;

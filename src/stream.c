@@ -11,8 +11,9 @@
 ** hold the handle after the userdata is collected, until the close callback.
 **
 ** A TLS stream (tls.c) reads ciphertext into the host's scratch buffer and
-** decrypts it into the same read buffer a plain stream uses, so every read
-** operation works unchanged; writes encrypt first, then go out the same way.
+** decrypts it from there into the same read buffer a plain stream uses, so
+** every read operation works unchanged; writes encrypt into the host's TLS
+** output buffer, then go out the same way.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -219,7 +220,7 @@ static void stop_reading(stream *s);
 static void tls_input(stream *s, const char *p, size_t n) {
   luaio_tls *t = s->tls;
   if (s->tls_failed) return;
-  if (n > 0 && luaio_tls_feed(t, p, n) != TLS_DONE) { s->read_err = UV_ENOMEM; return; }
+  luaio_tls_input(t, p, n);
   int r = TLS_DONE;
   if (s->handshaking) {
     r = luaio_tls_handshake(t);
@@ -233,6 +234,7 @@ static void tls_input(stream *s, const char *p, size_t n) {
   }
   if (r == TLS_CLOSED) s->eof = 1;
   if (r == TLS_FAILED) { s->tls_failed = 1; s->read_err = UV_EPROTO; }
+  luaio_tls_input(t, NULL, 0);   /* after a close or a failure, the rest is moot */
   tls_flush(s);          /* handshake replies, alerts, key updates */
   if (s->eof || s->read_err) stop_reading(s);
 }
@@ -568,21 +570,20 @@ static int send_bufs(stream *s, const uv_buf_t *bufs, unsigned n, size_t total) 
   return 0;
 }
 
-/* Send the ciphertext the TLS session produced. */
+/* Send the ciphertext the TLS session produced (after a write error there
+** is nowhere to send it). */
 static void tls_flush(stream *s) {
-  size_t n;
-  while (!s->write_err && (n = luaio_tls_outgoing(s->tls)) > 0) {
-    char *buf = scratch(s->h);
-    if (!buf) { s->write_err = UV_ENOMEM; return; }
-    size_t k = luaio_tls_take(s->tls, buf, n < SCRATCH_SIZE ? n : SCRATCH_SIZE);
-    if (k == 0) return;
-    uv_buf_t b = uv_buf_init(buf, (unsigned)k);
-    send_bufs(s, &b, 1, k);
+  luaio_tls_out *o = &s->h->tls_out;
+  if (o->len > 0 && !s->write_err) {
+    uv_buf_t b = uv_buf_init(o->data, (unsigned)o->len);
+    send_bufs(s, &b, 1, o->len);
   }
+  o->len = 0;
 }
 
 static int raise_tls_failure(lua_State *L, stream *s) {
   s->tls_failed = 1;
+  tls_flush(s);          /* the alert, if any */
   luaio_tls_push_error(L, s->tls);
   return lua_error(L);
 }
@@ -602,14 +603,19 @@ static int tls_write(lua_State *L, stream *s, int n, size_t total) {
       pos += len;
     }
     if (luaio_tls_write(s->tls, joined, pos) != TLS_DONE) return raise_tls_failure(L, s);
+    tls_flush(s);
   } else {
-    for (int i = 2; i <= n + 1; i++) {
+    /* 64 KiB at a time, sent as it is encrypted: the output buffer stays small */
+    for (int i = 2; i <= n + 1 && !s->write_err; i++) {
       size_t len;
       const char *p = lua_tolstring(L, i, &len);
-      if (len > 0 && luaio_tls_write(s->tls, p, len) != TLS_DONE) return raise_tls_failure(L, s);
+      for (size_t off = 0; off < len && !s->write_err; off += SCRATCH_SIZE) {
+        size_t k = len - off < SCRATCH_SIZE ? len - off : SCRATCH_SIZE;
+        if (luaio_tls_write(s->tls, p + off, k) != TLS_DONE) return raise_tls_failure(L, s);
+        tls_flush(s);
+      }
     }
   }
-  tls_flush(s);
   return s->write_err;
 }
 
@@ -798,14 +804,19 @@ static int l_start_tls(lua_State *L) {
   if (s->tls) return luaL_error(L, "the stream already speaks TLS");
   if (s->reader) return luaL_error(L, "another task is already reading from this stream");
   if (!luaio_current(L)) return luaL_error(L, "start_tls must be called inside a task (wrap your code in aio.run)");
-  luaio_tls *t = luaio_tls_new(L, 2, name);
+  luaio_tls *t = luaio_tls_new(L, 2, name, &s->h->tls_out);
   if (!t) return lua_error(L);
   s->tls = t;
   s->handshaking = 1;
-  /* bytes read ahead already are the peer's first handshake bytes (STARTTLS) */
-  if (s->len > 0 && luaio_tls_feed(t, s->buf + s->off, s->len) != TLS_DONE) s->read_err = UV_ENOMEM;
-  consume(s, s->len);
-  tls_input(s, NULL, 0);      /* a client speaks first */
+  /* bytes read ahead already are the peer's first handshake bytes (STARTTLS):
+  ** out of the read buffer first, since the plaintext will land there */
+  size_t ahead = s->len;
+  char *early = ahead ? malloc(ahead) : NULL;
+  if (ahead && !early) s->read_err = UV_ENOMEM;
+  if (early) memcpy(early, s->buf + s->off, ahead);
+  consume(s, ahead);
+  tls_input(s, early, early ? ahead : 0);   /* with nothing: a client speaks first */
+  free(early);
   lua_settop(L, 1);
   return do_read(L, OP_HANDSHAKE);
 }

@@ -1,8 +1,10 @@
 /*
 ** tls.c — TLS contexts and sessions (OpenSSL) for stream.c.
 **
-** Each session reads its ciphertext from one memory BIO and writes to
-** another; stream.c moves the bytes between them and the socket. Nothing
+** Each session does its I/O through a BIO of our own: reads take the bytes
+** the stream lends (straight from libuv's read buffer), writes append to the
+** output buffer the stream sends from. Memory BIOs would copy every byte in
+** and keep, per connection, buffers as large as the largest write. Nothing
 ** here blocks, and nothing here knows about libuv.
 **
 ** Failures are kept (the OpenSSL error and the verify result at the moment
@@ -24,7 +26,9 @@
 
 struct luaio_tls {
   SSL *ssl;
-  BIO *in, *out;            /* owned by ssl */
+  const char *in;           /* lent ciphertext not consumed yet */
+  size_t in_len;
+  luaio_tls_out *out;
   unsigned long err;        /* the OpenSSL error of the last failure */
   long verify;              /* the verify result when that failure was a verification */
 };
@@ -104,6 +108,66 @@ static void check_readable(lua_State *L, const char *what, const char *path) {
   luaio_error(L, "OSError", uv_err_name(err), "cannot open %s %s: %s", what, path, uv_strerror(err));
 }
 
+/* ---- the BIO between a session and its stream ---------------------------- */
+
+static BIO_METHOD *glue_method;
+static uv_once_t glue_once = UV_ONCE_INIT;
+
+static int glue_read(BIO *b, char *buf, int len) {
+  luaio_tls *t = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (t->in_len == 0) {
+    BIO_set_retry_read(b);        /* not EOF: more will come */
+    return -1;
+  }
+  size_t n = (size_t)len < t->in_len ? (size_t)len : t->in_len;
+  memcpy(buf, t->in, n);
+  t->in += n;
+  t->in_len -= n;
+  return (int)n;
+}
+
+static int glue_write(BIO *b, const char *data, int len) {
+  luaio_tls *t = BIO_get_data(b);
+  luaio_tls_out *o = t->out;
+  BIO_clear_retry_flags(b);
+  if (o->cap - o->len < (size_t)len) {
+    size_t cap = o->cap ? o->cap : 65536;
+    while (cap - o->len < (size_t)len) cap *= 2;
+    char *p = realloc(o->data, cap);
+    if (!p) return -1;
+    o->data = p;
+    o->cap = cap;
+  }
+  memcpy(o->data + o->len, data, (size_t)len);
+  o->len += (size_t)len;
+  return len;
+}
+
+static long glue_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  (void)num; (void)ptr;
+  luaio_tls *t = BIO_get_data(b);
+  switch (cmd) {
+    case BIO_CTRL_FLUSH: return 1;           /* the stream sends after every call */
+    case BIO_CTRL_PENDING: return t ? (long)t->in_len : 0;
+    default: return 0;
+  }
+}
+
+static int glue_create(BIO *b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+static void glue_init(void) {
+  glue_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "luaio stream");
+  if (!glue_method) return;
+  BIO_meth_set_read(glue_method, glue_read);
+  BIO_meth_set_write(glue_method, glue_write);
+  BIO_meth_set_ctrl(glue_method, glue_ctrl);
+  BIO_meth_set_create(glue_method, glue_create);
+}
+
 /* ---- sessions ------------------------------------------------------------- */
 
 static int fail(luaio_tls *t, int r) {
@@ -121,25 +185,24 @@ static int is_ip_address(const char *s) {
   return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
-luaio_tls *luaio_tls_new(lua_State *L, int ctx_idx, const char *server_name) {
+luaio_tls *luaio_tls_new(lua_State *L, int ctx_idx, const char *server_name, luaio_tls_out *out) {
   tls_ctx *c = luaL_checkudata(L, ctx_idx, CTX_MT);
+  uv_once(&glue_once, glue_init);
   luaio_tls *t = calloc(1, sizeof *t);
   if (!t) { lua_pushstring(L, "out of memory"); return NULL; }
+  t->out = out;
   ERR_clear_error();
   t->ssl = SSL_new(c->ctx);
-  t->in = BIO_new(BIO_s_mem());
-  t->out = BIO_new(BIO_s_mem());
-  if (!t->ssl || !t->in || !t->out) {
-    BIO_free(t->in);
-    BIO_free(t->out);
+  BIO *bio = glue_method ? BIO_new(glue_method) : NULL;
+  if (!t->ssl || !bio) {
+    BIO_free(bio);
     SSL_free(t->ssl);
     free(t);
     luaio_push_error(L, "TLSError", "TLS_ERROR", "cannot create a TLS session (out of memory)");
     return NULL;
   }
-  BIO_set_mem_eof_return(t->in, -1);     /* empty means "more to come", not EOF */
-  BIO_set_mem_eof_return(t->out, -1);
-  SSL_set_bio(t->ssl, t->in, t->out);
+  BIO_set_data(bio, t);
+  SSL_set_bio(t->ssl, bio, bio);         /* one BIO both ways: one reference taken */
   if (c->server) {
     SSL_set_accept_state(t->ssl);
   } else {
@@ -168,12 +231,13 @@ luaio_tls *luaio_tls_new(lua_State *L, int ctx_idx, const char *server_name) {
 
 void luaio_tls_free(luaio_tls *t) {
   if (!t) return;
-  SSL_free(t->ssl);              /* frees both BIOs */
+  SSL_free(t->ssl);              /* frees the BIO */
   free(t);
 }
 
-int luaio_tls_feed(luaio_tls *t, const char *p, size_t n) {
-  return BIO_write(t->in, p, (int)n) == (int)n ? TLS_DONE : TLS_FAILED;
+void luaio_tls_input(luaio_tls *t, const char *p, size_t n) {
+  t->in = p;
+  t->in_len = n;
 }
 
 int luaio_tls_handshake(luaio_tls *t) {
@@ -205,13 +269,6 @@ void luaio_tls_close_notify(luaio_tls *t) {
   if (SSL_is_init_finished(t->ssl) && !(SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN))
     SSL_shutdown(t->ssl);
   ERR_clear_error();
-}
-
-size_t luaio_tls_outgoing(luaio_tls *t) { return BIO_ctrl_pending(t->out); }
-
-size_t luaio_tls_take(luaio_tls *t, char *buf, size_t cap) {
-  int n = BIO_read(t->out, buf, (int)cap);
-  return n > 0 ? (size_t)n : 0;
 }
 
 static void push_name(lua_State *L, X509_NAME *name) {
@@ -367,6 +424,9 @@ static int l_tls_context(lua_State *L) {
   SSL_CTX *ctx = c->ctx;
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);    /* a memory BIO session never re-handshakes */
+  /* an idle connection gives back its ~34 KiB of record buffers (as nginx
+  ** does): thousands of idle keep-alive clients must not cost a GiB */
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   if (cert_file) {
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) return load_error(L, "certificate", cert_file);
     const char *kf = key_file ? key_file : cert_file;

@@ -1,9 +1,10 @@
-/* tls.h — TLS sessions over memory BIOs (OpenSSL).
+/* tls.h — TLS sessions over in-memory I/O (OpenSSL).
 **
-** A session never touches a socket: the stream feeds it the ciphertext it
-** read and sends the ciphertext it produces, so libuv keeps every socket and
-** TLS never blocks the loop. Contexts (certificates, trust, ALPN) are Lua
-** userdata shared by many sessions.
+** A session never touches a socket: the stream lends it the ciphertext it
+** just read, and collects the ciphertext it produces from an output buffer
+** it owns, so libuv keeps every socket and TLS never blocks the loop.
+** Contexts (certificates, trust, ALPN) are Lua userdata shared by many
+** sessions.
 */
 #ifndef LUAIO_TLS_H
 #define LUAIO_TLS_H
@@ -14,20 +15,20 @@ typedef struct luaio_tls luaio_tls;
 
 enum { TLS_DONE = 0, TLS_WANT = 1, TLS_CLOSED = 2, TLS_FAILED = -1 };
 
-/* A session on the context at stack index ctx_idx. server_name (may be NULL)
-** is sent as SNI and checked against the peer's certificate when the context
-** verifies; an IP address is checked as one. On failure, pushes the error
-** and returns NULL. */
-luaio_tls *luaio_tls_new(lua_State *L, int ctx_idx, const char *server_name);
+/* A session on the context at stack index ctx_idx, writing to out.
+** server_name (may be NULL) is sent as SNI and checked against the peer's
+** certificate when the context verifies; an IP address is checked as one.
+** On failure, pushes the error and returns NULL. */
+luaio_tls *luaio_tls_new(lua_State *L, int ctx_idx, const char *server_name, luaio_tls_out *out);
 void luaio_tls_free(luaio_tls *t);
 
-int luaio_tls_feed(luaio_tls *t, const char *p, size_t n);      /* ciphertext in */
+/* Lend the ciphertext just read: the calls below consume it, without a
+** copy, until they answer WANT (then all of it is consumed). */
+void luaio_tls_input(luaio_tls *t, const char *p, size_t n);
 int luaio_tls_handshake(luaio_tls *t);                          /* DONE / WANT / FAILED */
 int luaio_tls_read(luaio_tls *t, char *buf, size_t cap, size_t *got);  /* DONE / WANT / CLOSED / FAILED */
 int luaio_tls_write(luaio_tls *t, const char *p, size_t n);     /* DONE / FAILED */
 void luaio_tls_close_notify(luaio_tls *t);
-size_t luaio_tls_outgoing(luaio_tls *t);                        /* ciphertext waiting to be sent */
-size_t luaio_tls_take(luaio_tls *t, char *buf, size_t cap);
 
 /* The TLSError of the last failure (code names the reason), and the
 ** session's details as a table. */
