@@ -2,7 +2,7 @@
 # Each harness #includes the source file it tests (to reach its static
 # functions) and links the rest of the core.
 set(LUAIO_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
-foreach(pair http_head:http_parse chunk_size:http_parse reader:stream copier:thread)
+foreach(pair http_head:http_parse chunk_size:http_parse reader:stream copier:thread tls_glue:tls)
   string(REPLACE ":" ";" parts ${pair})
   list(GET parts 0 name)
   list(GET parts 1 tested)

@@ -3,7 +3,7 @@
 # FUZZ_SECONDS (default 60), starting from the seed corpus in fuzz/corpus/.
 # Any crash, sanitizer report or failed check stops with an error; the
 # input that caused it is left in build-fuzz/findings/.
-#   tools/fuzz.sh [target...]     targets: http_head chunk_size reader copier
+#   tools/fuzz.sh [target...]     targets: http_head chunk_size reader copier tls_glue
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh clang
@@ -13,7 +13,7 @@ if ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/
 fi
 CC=clang cmake -S . -B build-fuzz -DLUAIO_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(http_head chunk_size reader copier)
+[ ${#targets[@]} -gt 0 ] || targets=(http_head chunk_size reader copier tls_glue)
 cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/#/fuzz_}" >/dev/null
 mkdir -p build-fuzz/findings
 for t in "${targets[@]}"; do
