@@ -373,6 +373,44 @@ describe("the luaio command", function()
     assert.matches("not re%-entrant", lines[3])
   end)
 
+  it("a script written for stock lua5.4 ends with aio.run(main): that works too", function()
+    local out, err, code = S.run_code([[
+      local aio = require 'luaio'
+      local earlier = aio.spawn(function() aio.sleep(0.05) return 'earlier' end)
+      local function main(a)
+        aio.spawn(function()                     -- left pending: cancelled at main's end
+          local ok, e = pcall(aio.sleep, 10)
+          print('left-over', aio.is_error(e, 'CancelledError'))
+        end)
+        aio.sleep(0.01)
+        print('nested', pcall(aio.run, print))  -- deeper inside, still not re-entrant
+        return a * 2, 'x'
+      end
+      print(aio.run(main, 21))
+      print(aio.run(function() return 'again' end))
+      print(earlier:wait())                      -- tasks from before the run are left alone
+      aio.run(function() local t = nil; return t.field end)]])
+    assert.equals(1, code)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.matches("^nested\tfalse\t.*not re%-entrant", lines[1])
+    assert.same({ "left-over\ttrue", "42\tx", "again", "earlier" }, { lines[2], lines[3], lines[4], lines[5] })
+    -- the traceback is the failing task's, where the error happened
+    assert.matches("attempt to index a nil value", err)
+    assert.matches("re%-raised in task", err)
+  end)
+
+  it("a SIGINT during a top-level aio.run(main) still exits 130 after main cleans up", function()
+    local out, _, code = S.sh("sh -c " .. S.quote(S.luaio .. [[ -e "local aio=require'luaio'
+      aio.run(function()
+        print('ready') io.stdout:flush()
+        local ok, e = pcall(aio.sleep, 10) print('cleanup', e.message)
+      end)
+      print('not reached')" & pid=$!; sleep 0.3; kill -INT $pid; wait $pid]]))
+    assert.equals(130, code)
+    assert.equals("ready\ncleanup\tSIGINT\n", out)
+  end)
+
   it("cancels pending tasks when the main task ends and lets them clean up", function()
     local out, _, code = S.run_code([[
       local aio = require 'luaio'

@@ -188,4 +188,17 @@ describe("aio.json", function()
     assert.is_false(ok)
     assert.matches("char%a* %d+", err)
   end)
+
+  it("decodes whole numbers as integers, as Python's json does", function()
+    local v = aio.json.decode('{"id": 7, "n": [1, -2, 3.5, 1e3], "big": 9007199254740993, "deep": [[{"x": 0}]]}')
+    assert.equals("integer", math.type(v.id))
+    assert.equals("7", tostring(v.id))
+    assert.same({ "integer", "integer", "float", "integer" },
+      { math.type(v.n[1]), math.type(v.n[2]), math.type(v.n[3]), math.type(v.n[4]) })
+    assert.equals(1000, v.n[4])
+    assert.equals("float", math.type(v.big))          -- past 2^53 a float is no longer exact
+    assert.equals("integer", math.type(v.deep[1][1].x))
+    assert.equals("integer", math.type(aio.json.decode("42")))
+    assert.equals("string", type(aio.json.decode('"7"')))
+  end)
 end)

@@ -175,6 +175,13 @@ describe("streams", function()
     local ok, err = pcall(aio.open_connection, "127.0.0.1", 1)
     assert.is_true(aio.is_error(err, "ConnectionError"))
     assert.equals("ECONNREFUSED", err.code)
+    assert.is_true(aio.is_error(err, "OSError"))        -- as in Python, a ConnectionError is an OSError
+    assert.is_false(aio.is_error(err, "TimeoutError"))
+    -- a name that does not resolve fails the same way, with the resolver's code
+    ok, err = pcall(aio.open_connection, "no-such-host.invalid", 80)
+    assert.is_true(aio.is_error(err, "ConnectionError"))
+    assert.matches("^EAI_", err.code)
+    assert.matches("cannot resolve no%-such%-host%.invalid", err.message)
     -- a listener that never accepts, with its backlog full: further connects hang
     local stuck = core_listen_full()
     local fns = {}

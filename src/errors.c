@@ -73,6 +73,9 @@ static int l_is_error(lua_State *L) {
   if (ours && !lua_isnoneornil(L, 2)) {
     lua_getfield(L, 1, "name");
     ours = lua_rawequal(L, -1, 2);
+    /* as in Python, a ConnectionError is also an OSError */
+    if (!ours && lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "OSError") == 0)
+      ours = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "ConnectionError") == 0;
     lua_pop(L, 1);
   }
   lua_pushboolean(L, ours);

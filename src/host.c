@@ -223,9 +223,36 @@ int luaio_run_main(luaio_host *h, luaio_task *t, int *nresults) {
   return status;
 }
 
+/* Is aio.run called right from the top level of a chunk that is itself the
+** main task's function (a script under the `luaio` command)? Level 1 is then
+** a main chunk and level 2 the task's C body, with nothing below it. */
+static int called_from_main_chunk(lua_State *L, luaio_host *h) {
+  lua_Debug ar;
+  if (!h->main || luaio_current(L) != h->main) return 0;
+  if (!lua_getstack(L, 1, &ar) || !lua_getinfo(L, "S", &ar) || strcmp(ar.what, "main") != 0) return 0;
+  if (!lua_getstack(L, 2, &ar) || !lua_getinfo(L, "S", &ar) || strcmp(ar.what, "C") != 0) return 0;
+  return !lua_getstack(L, 3, &ar);
+}
+
+static int run_nested_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return lua_gettop(L) - (int)ctx;
+}
+
 /* aio.run(fn, ...) */
 static int l_run(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
+  if (called_from_main_chunk(L, h)) {
+    /* a script written for stock lua5.4 ends with aio.run(main); under the
+    ** luaio command its top level already is the main task, so main runs as a
+    ** task of this loop, with run's end semantics (init.lua, run_nested) */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->hooks_ref);
+    lua_getfield(L, -1, "run_nested");
+    lua_remove(L, -2);
+    lua_insert(L, 1);
+    lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, run_nested_k);
+    return run_nested_k(L, LUA_OK, 0);
+  }
   if (h->running || luaio_current(L))
     return luaL_error(L, "aio.run cannot be called while a loop is running (it is not re-entrant)");
   luaL_checkany(L, 1);

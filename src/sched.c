@@ -231,6 +231,23 @@ static int task_msgh(lua_State *L) {
   push_extras(L, -1, 1);                         /* tb+2 */
   /* every traceback names its task, and in debug mode where it was spawned */
   lua_getfield(L, tb + 1, "name");               /* tb+3 */
+  /* re-raising another task's error (aio.run at a script's top level): its
+  ** traceback, where the error really happened, is the one to keep */
+  lua_getfield(L, tb + 2, "_reraised_error");
+  int reraised = lua_rawequal(L, -1, 1);
+  lua_pop(L, 1);
+  if (reraised && lua_getfield(L, tb + 2, "_reraised_traceback") == LUA_TSTRING) {
+    lua_pushfstring(L, "%s\n\tre-raised in task %s", lua_tostring(L, -1), lua_tostring(L, tb + 3));
+    lua_replace(L, tb);
+    lua_settop(L, tb + 2);
+    lua_pushnil(L);
+    lua_setfield(L, tb + 2, "_reraised_error");
+    lua_pushvalue(L, tb);
+    lua_setfield(L, tb + 2, "traceback");
+    lua_settop(L, 1);
+    return 1;
+  }
+  lua_settop(L, tb + 3);
   if (lua_getfield(L, tb + 2, "spawned_at") == LUA_TSTRING)
     lua_pushfstring(L, "%s\n\tin task %s, spawned at %s", lua_tostring(L, tb), lua_tostring(L, tb + 3), lua_tostring(L, tb + 4));
   else

@@ -58,14 +58,14 @@ do
   if ok then
     local json = cjson.new()
     json.encode_sparse_array(true)
-    local decode = json.decode
+    local decode, integers = json.decode, core.json_integers
     aio.json = {
       encode = json.encode,
       decode = function(s)
         if type(s) ~= "string" then error("aio.json.decode: string expected, got " .. type(s), 2) end
         local okd, v = pcall(decode, s)
         if not okd then error("aio.json.decode: " .. tostring(v), 2) end
-        return v
+        return integers(v)
       end,
       null = json.null,
     }
@@ -78,6 +78,35 @@ require("luaio.queue")(aio, core)
 -- the subsystems' Lua halves, each installing its public names into aio
 for _, name in ipairs { "streams", "system", "http" } do
   if package.preload["luaio." .. name] then require("luaio." .. name)(aio, core) end
+end
+
+-- aio.run(main) written right at the top level of a script that already runs
+-- as the main task (the luaio command): scripts written for stock lua5.4 end
+-- that way, so main runs as asyncio.run would run it, inside this loop: its
+-- results or error come back, and the tasks left pending that it (or they)
+-- spawned are cancelled and awaited first. Anywhere else inside a task,
+-- aio.run stays an error (host.c decides which case this is).
+hooks.run_nested = function(fn, ...)
+  local before = {}
+  for _, t in ipairs(core.all_tasks()) do before[t] = true end
+  local main = core.spawn(fn, ...)
+  local res = table.pack(pcall(main.wait, main))
+  if not main:done() then              -- this task was cancelled (SIGINT): so is main
+    main:cancel(type(res[2]) == "table" and res[2].message or nil)
+    pcall(main.wait, main)
+  end
+  local left = {}
+  for _, t in ipairs(core.all_tasks()) do
+    if not before[t] and not t:done() then
+      t:cancel()
+      left[#left + 1] = t
+    end
+  end
+  if #left > 0 then aio.wait(left) end
+  if res[1] then return table.unpack(res, 2, res.n) end
+  local self = core.current_task()
+  self._reraised_error, self._reraised_traceback = res[2], main:traceback()
+  error(res[2], 0)
 end
 
 -- Debug mode: warnings for tasks that hold the loop too long, and a list of

@@ -96,7 +96,17 @@ return function(aio, core)
     port = check_port(port, "aio.open_connection")
     local addrs
     if is_ip(host) then addrs = { { addr = host } }
-    else addrs = core.getaddrinfo(host, tostring(port)) end
+    else
+      -- API.md: open_connection's failures are ConnectionErrors, a name that
+      -- does not resolve included (the code stays EAI_NONAME, EAI_AGAIN, ...)
+      local ok, r = pcall(core.getaddrinfo, host, tostring(port))
+      if not ok then
+        if not is_error(r, "OSError") then error(r, 0) end
+        error(new_error("ConnectionError", ("cannot resolve %s: %s"):format(host, (r.message:gsub("^getaddrinfo: ", ""))),
+          { code = r.code }), 0)
+      end
+      addrs = r
+    end
     local last
     for _, a in ipairs(addrs) do
       local ok, s = pcall(core.tcp_connect, a.addr, port)
