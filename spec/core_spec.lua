@@ -398,6 +398,13 @@ describe("the luaio command", function()
     -- the traceback is the failing task's, where the error happened
     assert.matches("attempt to index a nil value", err)
     assert.matches("re%-raised in task", err)
+    -- `return aio.run(main)` (a tail call) too; a task's function returning aio.run(...) does not
+    out, err, code = S.run_code([[
+      local aio = require 'luaio'
+      print(pcall(aio.run, function() return aio.run(print) end))
+      return aio.run(function() print('tail') end)]])
+    assert.equals(0, code, err)
+    assert.matches("^false\t.*not re%-entrant%)\ntail\n$", out)
   end)
 
   it("a SIGINT during a top-level aio.run(main) still exits 130 after main cleans up", function()

@@ -180,6 +180,12 @@ static void run_until(luaio_host *h, luaio_task *t) {
   h->running = 1;
   h->main = t;
   h->sigint_seen = 0;
+  h->main_is_chunk = 0;
+  if (!(t->flags & TF_STARTED) && lua_gettop(t->co) >= 2) {   /* [task_body, fn, args...] */
+    lua_Debug ar;
+    lua_pushvalue(t->co, 2);
+    if (lua_getinfo(t->co, ">S", &ar)) h->main_is_chunk = strcmp(ar.what, "main") == 0;
+  }
   t->flags |= TF_MAIN;
   uv_signal_init(h->loop, &sigint);
   uv_signal_init(h->loop, &sigterm);
@@ -223,15 +229,25 @@ int luaio_run_main(luaio_host *h, luaio_task *t, int *nresults) {
   return status;
 }
 
-/* Is aio.run called right from the top level of a chunk that is itself the
-** main task's function (a script under the `luaio` command)? Level 1 is then
-** a main chunk and level 2 the task's C body, with nothing below it. */
+/* Is aio.run called right from the top level of the chunk that the main task
+** runs (a script under the `luaio` command)? Level 1 is then that chunk and
+** level 2 the task's C body, with nothing below; or, for `return aio.run(f)`,
+** a tail call has replaced the chunk and level 1 is already the C body. */
 static int called_from_main_chunk(lua_State *L, luaio_host *h) {
   lua_Debug ar;
-  if (!h->main || luaio_current(L) != h->main) return 0;
-  if (!lua_getstack(L, 1, &ar) || !lua_getinfo(L, "S", &ar) || strcmp(ar.what, "main") != 0) return 0;
-  if (!lua_getstack(L, 2, &ar) || !lua_getinfo(L, "S", &ar) || strcmp(ar.what, "C") != 0) return 0;
-  return !lua_getstack(L, 3, &ar);
+  if (!h->main || !h->main_is_chunk || luaio_current(L) != h->main) return 0;
+  if (!lua_getstack(L, 1, &ar) || !lua_getinfo(L, "S", &ar)) return 0;
+  int level = 2;
+  if (strcmp(ar.what, "main") == 0) {
+    if (!lua_getstack(L, 2, &ar) || !lua_getinfo(L, "S", &ar) || strcmp(ar.what, "C") != 0) return 0;
+    level = 3;
+  } else {
+    lua_Debug self;
+    if (strcmp(ar.what, "C") != 0 || !lua_getstack(L, 0, &self) || !lua_getinfo(L, "t", &self) ||
+        !self.istailcall)
+      return 0;
+  }
+  return !lua_getstack(L, level, &ar);
 }
 
 static int run_nested_k(lua_State *L, int status, lua_KContext ctx) {

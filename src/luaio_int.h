@@ -27,8 +27,8 @@ enum {
   TF_RETRIEVED = 8,      /* someone looked at the error */
   TF_MAIN = 16,
   TF_HAS_EXTRAS = 32,    /* uservalue 2 holds a table (callbacks, name, ...) */
-  TF_ONE_CALLBACK = 64,
-  TF_NATIVE_WAIT = 128,  /* in luaio_await: native work may finish from anywhere */  /* uservalue 2 holds the only done callback (a function or waiting Task) */
+  TF_ONE_CALLBACK = 64,  /* uservalue 2 holds the only done callback (a function or waiting Task) */
+  TF_NATIVE_WAIT = 128,  /* in luaio_await: native work may finish from anywhere */
 };
 
 #define LUAIO_TASK_MAGIC 0x7461736bu  /* tells a Task userdata without a registry lookup */
@@ -100,6 +100,7 @@ struct luaio_host {
   double slow_callback;
   double run_since;    /* debug mode: when the running task was resumed */
   int sigint_seen;           /* the signal that cancelled the main task */
+  int main_is_chunk;         /* the main task runs a loaded chunk (a script) */
   int user_signal_handlers;  /* open on_signal/wait_signal for SIGINT/SIGTERM: no default */
 };
 
