@@ -418,6 +418,39 @@ describe("the luaio command", function()
     assert.equals("ready\ncleanup\tSIGINT\n", out)
   end)
 
+  stock_lua("every waiting function raises outside a task, even one that need not wait", function()
+    local out, _, code = S.sh("lua5.4 -e " .. S.quote(
+      "package.cpath='" .. (os.getenv('LUAIO_MODULE_DIR') or 'build') .. "/?.so;'..package.cpath " .. [[
+      local aio = require 'luaio'
+      local set = aio.Event() set:set()
+      local done
+      aio.run(function() done = aio.spawn(function() return 1 end) done:wait() end)
+      local calls = {
+        function() aio.sleep(0) end, function() aio.gather({}) end, function() aio.wait({}) end,
+        function() aio.wait_for(function() end, 1) end, function() aio.timeout(1, print) end,
+        function() aio.shield(done) end, function() aio.task_group(print) end,
+        function() done:wait() end, function() aio.Lock():acquire() end,
+        function() aio.Semaphore(1):acquire() end, function() aio.BoundedSemaphore(1):run(print) end,
+        function() set:wait() end, function() aio.Queue():join() end, function() aio.Queue():get() end,
+        function() aio.start_server(print, '127.0.0.1', 0) end, function() aio.http.app():listen('127.0.0.1', 0) end,
+        function() aio.open_connection('127.0.0.1', 1) end, function() aio.udp_bind('127.0.0.1', 0) end,
+        function() aio.getaddrinfo('localhost') end, function() aio.http.get('http://127.0.0.1:1/') end,
+        function() aio.to_thread(print) end, function() aio.exec({'true'}) end,
+        function() aio.fs.read_file('/') end, function() aio.fs.open('/', 'r') end,
+        function() aio.wait_signal('SIGUSR1') end,
+      }
+      local bad = 0
+      for i, f in ipairs(calls) do
+        local ok, err = pcall(f)
+        if ok or not tostring(err):find('must be called inside a task (wrap your code in aio.run)', 1, true) then
+          print('call #' .. i .. ' did not raise: ' .. tostring(err)) bad = bad + 1
+        end
+      end
+      print('bad', bad, 'of', #calls)]]))
+    assert.equals(0, code, out)
+    assert.matches("bad\t0\tof\t25\n", out)
+  end)
+
   it("cancels pending tasks when the main task ends and lets them clean up", function()
     local out, _, code = S.run_code([[
       local aio = require 'luaio'

@@ -930,8 +930,8 @@ static void add_callback(lua_State *L, int task_idx, int value_idx) {
 
 static int t_wait(lua_State *L) {
   luaio_task *t = luaio_check_task(L, 1);
+  luaio_task *self = need_task(L);      /* even for a finished task: t:result() is the way outside */
   if (t->state >= TASK_DONE) return task_outcome(L, t);
-  luaio_task *self = need_task(L);
   if (self == t) return luaL_error(L, "a task cannot wait for itself");
   if (self->flags & TF_CANCEL) { luaio_cancel(L, t, 0); raise_pending_cancel(L, self); }
   luaio_push_task(L, self);

@@ -131,6 +131,7 @@ static int parse_addr(lua_State *L, const char *ip, int port, struct sockaddr_st
 /* sock:sendto(data, host, port) ⏸ — returns once the datagram is handed over */
 static int l_sendto(lua_State *L) {
   udp_sock *u = check_udp(L);
+  if (!luaio_current(L)) return luaL_error(L, "sendto must be called inside a task (wrap your code in aio.run)");
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   const char *ip = luaL_checkstring(L, 3);

@@ -354,6 +354,7 @@ return function(aio, core)
   end
 
   function App:listen(host, port, opts)
+    if not core.current_task() then error("app:listen must be called inside a task (wrap your code in aio.run)", 2) end
     opts = opts or {}
     for k, v in pairs(self._opts) do if opts[k] == nil then opts[k] = v end end
     local app = self

@@ -252,6 +252,7 @@ return function(aio, core)
   end
 
   function Queue:join()
+    need_task("queue:join")
     while self._unfinished > 0 do
       local ev = self._joined
       if not ev then ev = aio.Event() self._joined = ev end

@@ -186,7 +186,12 @@ return function(aio, core)
     end
   end
 
+  local function need_task(fname)
+    if not current_task() then error(fname .. " must be called inside a task (wrap your code in aio.run)", 3) end
+  end
+
   function aio.start_server(handler, host, port, opts)
+    need_task("aio.start_server")
     if type(handler) ~= "function" then error("aio.start_server: handler must be a function", 2) end
     if opts ~= nil and type(opts) ~= "table" then error("aio.start_server: opts must be a table", 2) end
     opts = opts or {}
@@ -251,6 +256,7 @@ return function(aio, core)
   Server.__close = function(s) s:close() end
 
   aio.udp_bind = function(host, port)
+    need_task("aio.udp_bind")
     if type(host) ~= "string" then error("aio.udp_bind: host must be a string", 2) end
     local ip = host
     if not is_ip(host) then ip = core.getaddrinfo(host)[1].addr end

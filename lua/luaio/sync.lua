@@ -52,11 +52,11 @@ return function(aio, core)
   end
 
   function Lock:acquire()
+    local me = need_task("lock:acquire")   -- a waiting function, even when it need not wait
     if not self._locked then
       self._locked = true
       return self._guard
     end
-    local me = need_task("lock:acquire")
     push(self._waiters, me)
     local ok, err = suspend(self)
     if ok then
@@ -100,11 +100,11 @@ return function(aio, core)
   function aio.BoundedSemaphore(n) return make_semaphore(n, true, "aio.BoundedSemaphore") end
 
   function Semaphore:acquire()
+    local me = need_task("semaphore:acquire")
     if self._value > 0 and self._waiters.first > self._waiters.last then
       self._value = self._value - 1
       return self._guard
     end
-    local me = need_task("semaphore:acquire")
     push(self._waiters, me)
     local ok, err = suspend(self)
     if ok then
@@ -155,8 +155,8 @@ return function(aio, core)
   function Event:is_set() return self._set end
 
   function Event:wait()
-    if self._set then return true end
     local me = need_task("event:wait")
+    if self._set then return true end
     push(self._waiters, me)
     local ok, err = suspend(self)
     if ok then return true end
