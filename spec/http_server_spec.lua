@@ -14,6 +14,10 @@ local function make_app()
   app:route("/big", function() return ("D"):rep(10 * 1024 * 1024) end)
   app:route("/peer", function(req) return req.peer end)
   app:route("/typed", function() return "<b>hi</b>", 200, { ["Content-Type"] = "text/html" } end)
+  app:route("/cookies", function() return "ok", 200, { ["Set-Cookie"] = { "a=1", "b=2" } } end)
+  app:route("/split", function() return "x", 200, { ["X-Evil"] = "a\r\nSet-Cookie: pwned=1" } end)
+  app:route("/nothing", function() return "ignored", 204 end)
+  app:route("/unchanged", function() return nil, 304, { ETag = '"v1"' } end)
   return app
 end
 
@@ -61,6 +65,25 @@ describe("HTTP server", function()
     assert.matches("^HTTP/1.1 201 Created", out)
     assert.matches("X%-Len: 3", out)
     assert.matches("text/html", (curl("-i " .. base .. "/typed")))
+  end)
+
+  it("a list header value is sent as one line per item; a line break in one is refused", function()
+    local out = curl("-i " .. base .. "/cookies")
+    assert.matches("Set%-Cookie: a=1\r\n", out)
+    assert.matches("Set%-Cookie: b=2\r\n", out)
+    out = curl("-i " .. base .. "/split")
+    assert.matches("^HTTP/1.1 500", out)
+    assert.not_matches("pwned", out)
+    assert.equals("ok", (curl(base .. "/cookies")))           -- and it keeps serving
+  end)
+
+  it("204 and 304 answers carry no body and no length of ours", function()
+    local out = raw(server.port, "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\nGET /unchanged HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    local first, second = out:match("^(HTTP/1.1 204.-\r\n\r\n)(HTTP/1.1 304.-\r\n\r\n)$")
+    assert.is_string(first, out)
+    assert.not_matches("[Cc]ontent%-[LT]", first)
+    assert.not_matches("[Cc]ontent%-[LT]", second)
+    assert.matches('ETag: "v1"', second)
   end)
 
   it("reuses a keep-alive connection for several requests", function()

@@ -202,17 +202,38 @@ return function(aio, core)
     return line
   end })
 
+  -- A handler's headers as lines: a list value is sent as one line per item
+  -- (Set-Cookie); a name that is not a token, or a value holding CR or LF
+  -- (response splitting), is refused.
+  local function header_block(headers)
+    local out, has_type, has_length = {}, false, false
+    for k, v in pairs(headers) do
+      if type(k) ~= "string" or not k:find("^[%w!#$%%&'*+.^_`|~-]+$") then
+        return nil, "bad header name " .. tostring(k)
+      end
+      local lk = k:lower()
+      if lk == "content-type" then has_type = true end
+      if lk == "content-length" then has_length = true end
+      local items = type(v) == "table" and v or { v }
+      for _, x in ipairs(items) do
+        x = tostring(x)
+        if x:find("[\r\n]") then return nil, "header " .. k .. " holds a line break" end
+        out[#out + 1] = k .. ": " .. x .. "\r\n"
+      end
+    end
+    return concat(out), has_type, has_length
+  end
+
   local function send_response(stream, status, headers, body, head_only, keep_alive)
     local extra, has_type, has_length = "", false, false
     if next(headers) ~= nil then
-      local out = {}
-      for k, v in pairs(headers) do
-        local lk = k:lower()
-        if lk == "content-type" then has_type = true end
-        if lk == "content-length" then has_length = true end
-        out[#out + 1] = k .. ": " .. tostring(v) .. "\r\n"
-      end
-      extra = concat(out)
+      extra, has_type, has_length = header_block(headers)
+      if not extra then return false, has_type end
+    end
+    if status < 200 or status == 204 or status == 304 then
+      -- no body, and none of our Content-Type/Length: a 1xx or 204 has none
+      -- and a 304's would describe the resource (RFC 9110 8.6, 15.4.5)
+      body, has_type, has_length = "", true, true
     end
     stream:write(status_lines[status], extra,
       (has_type or body == "") and "" or "Content-Type: text/plain; charset=utf-8\r\n",
@@ -220,6 +241,7 @@ return function(aio, core)
       date_and_server(),
       keep_alive and "\r\n" or "Connection: close\r\n\r\n",
       head_only and "" or body)
+    return true
   end
 
   local function simple(stream, status, extra, keep_alive)
@@ -330,7 +352,12 @@ return function(aio, core)
         else resp_body = tostring(b) end
       end
     end
-    send_response(stream, resp_status, resp_headers, resp_body, method == "HEAD", keep_alive)
+    local sent, bad = send_response(stream, resp_status, resp_headers, resp_body, method == "HEAD", keep_alive)
+    if not sent then
+      io.stderr:write(fmt("luaio: handler for %s %s returned a bad header: %s\n", method, path, bad))
+      resp_status, resp_body = 500, "500 Internal Server Error\n"
+      send_response(stream, 500, NO_HEADERS, resp_body, method == "HEAD", keep_alive)
+    end
     if opts.access_log then access_log(req, resp_status, #resp_body, t0) end
     return keep_alive
   end
@@ -511,8 +538,8 @@ return function(aio, core)
       for k in pairs(headers) do if k:lower() == "content-type" then typed = true end end
       if not typed then headers["Content-Type"] = "application/json" end
     end
-    if body ~= nil and type(body) ~= "string" then error("opts.body must be a string", 3) end
-    local redirects = opts.max_redirects or 5
+    local max_redirects = opts.max_redirects or 5     -- 0: redirects are not followed
+    local redirects = max_redirects
     while true do
       local u = parse_url(url)
       local _ <close> = self._sem:acquire()   -- one connection slot per request
@@ -536,7 +563,15 @@ return function(aio, core)
       end
       local st = head.status
       local location = head.headers.location
-      if location and (st == 301 or st == 302 or st == 303 or st == 307 or st == 308) and redirects > 0 then
+      local follow = location and (st == 301 or st == 302 or st == 303 or st == 307 or st == 308)
+        and max_redirects > 0
+      if follow and redirects == 0 then     -- as requests, aiohttp, curl -L: exceeding is an error
+        local resp = setmetatable({ status = st, reason = head.reason, headers = headers_of(head.headers),
+          body = resp_body, url = url, version = head.version }, Response)
+        error(new_error("HTTPError", ("too many redirects (more than %d), last %d to %s"):format(
+          max_redirects, st, location), { status = st, url = url, response = resp }), 0)
+      end
+      if follow then
         redirects = redirects - 1
         url = resolve(url, location)
         if st == 303 or ((st == 301 or st == 302) and method == "POST") then
@@ -551,11 +586,33 @@ return function(aio, core)
     end
   end
 
+  -- An error about the caller's arguments, positioned at the caller's own
+  -- code: past aio.http.get -> request -> Session:request, all of this file.
+  local this_file = debug.getinfo(1, "S").source
+  local function arg_error(msg)
+    local level = 2
+    while true do
+      local info = debug.getinfo(level + 1, "S")
+      if not info or info.source ~= this_file then break end
+      level = level + 1
+    end
+    error(msg, level + 1)
+  end
+
   function Session:request(method, url, opts)
-    if type(method) ~= "string" then error("request: method must be a string", 2) end
+    if type(method) ~= "string" then arg_error("request: method must be a string") end
     opts = opts or {}
-    if type(opts) ~= "table" then error("request: opts must be a table", 2) end
+    if type(opts) ~= "table" then arg_error("request: opts must be a table") end
     if self._closed then error(new_error("RuntimeError", "the session is closed"), 2) end
+    if opts.body ~= nil and type(opts.body) ~= "string" then arg_error("request: opts.body must be a string") end
+    local mr = opts.max_redirects
+    if mr ~= nil and (math.type(mr) ~= "integer" or mr < 0) then
+      arg_error("request: opts.max_redirects must be a whole number >= 0")
+    end
+    local t = opts.timeout
+    if t ~= nil and (type(t) ~= "number" or not (t >= 0)) then
+      arg_error("request: opts.timeout must be a number of seconds >= 0, got " .. tostring(t))
+    end
     local timeout = opts.timeout or self.timeout
     if timeout then return aio.timeout(timeout, perform, self, method, url, opts) end
     return perform(self, method, url, opts)
