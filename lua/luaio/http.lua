@@ -206,7 +206,7 @@ return function(aio, core)
   -- (Set-Cookie); a name that is not a token, or a value holding CR or LF
   -- (response splitting), is refused.
   local function header_block(headers)
-    local out, has_type, has_length = {}, false, false
+    local out, has_type, has_length, has_host = {}, false, false, false
     for k, v in pairs(headers) do
       if type(k) ~= "string" or not k:find("^[%w!#$%%&'*+.^_`|~-]+$") then
         return nil, "bad header name " .. tostring(k)
@@ -214,6 +214,7 @@ return function(aio, core)
       local lk = k:lower()
       if lk == "content-type" then has_type = true end
       if lk == "content-length" then has_length = true end
+      if lk == "host" then has_host = true end
       local items = type(v) == "table" and v or { v }
       for _, x in ipairs(items) do
         x = tostring(x)
@@ -221,7 +222,7 @@ return function(aio, core)
         out[#out + 1] = k .. ": " .. x .. "\r\n"
       end
     end
-    return concat(out), has_type, has_length
+    return concat(out), has_type, has_length, has_host
   end
 
   local function send_response(stream, status, headers, body, head_only, keep_alive)
@@ -400,8 +401,14 @@ return function(aio, core)
       error(new_error("ProtocolError", "unsupported URL scheme: " .. scheme), 3)
     end
     local authority, target = rest:match("^([^/?#]*)(.*)$")
+    if authority:find("[%c%s]") then error(new_error("ValueError", "bad host in URL: " .. url), 3) end
+    if authority:find("@", 1, true) then
+      error(new_error("ValueError", "user:password@ in a URL is not supported (send an Authorization header): " .. url), 3)
+    end
     target = target:gsub("#.*$", "")
     if target == "" then target = "/" elseif target:sub(1, 1) == "?" then target = "/" .. target end
+    -- what a request line cannot hold is percent-encoded, as browsers and requests do
+    target = target:gsub("[%c%s\"<>\\^`{|}\128-\255]", function(c) return fmt("%%%02X", c:byte()) end)
     local host, port = authority:match("^%[([^%]]+)%]:?(%d*)$")
     if not host then host, port = authority:match("^([^:]+):?(%d*)$") end
     if not host or host == "" then error(new_error("ValueError", "URL without a host: " .. url), 3) end
@@ -432,6 +439,15 @@ return function(aio, core)
     opts = opts or {}
     if type(opts) ~= "table" then error("aio.http.Session: opts must be a table", 2) end
     local max = opts.max_connections or 100
+    if math.type(max) ~= "integer" or max < 1 then error("aio.http.Session: opts.max_connections must be a whole number >= 1", 2) end
+    if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or not (opts.timeout >= 0)) then
+      error("aio.http.Session: opts.timeout must be a number of seconds >= 0", 2)
+    end
+    if opts.headers ~= nil then
+      if type(opts.headers) ~= "table" then error("aio.http.Session: opts.headers must be a table", 2) end
+      local ok, why = header_block(opts.headers)
+      if not ok then error("aio.http.Session: " .. why, 2) end
+    end
     return setmetatable({ _idle = {}, _opts = opts, _sem = aio.Semaphore(max), _closed = false,
       headers = opts.headers or {}, timeout = opts.timeout, connections_made = 0 }, Session)
   end
@@ -480,12 +496,12 @@ return function(aio, core)
     list[#list + 1] = s
   end
 
+  -- headers were checked by Session:request; a Host of the caller's replaces ours
   local function send_request(s, method, u, headers, body)
-    local out = { fmt("%s %s HTTP/1.1\r\nHost: %s\r\n", method, u.target, u.authority) }
-    for k, v in pairs(headers) do out[#out + 1] = k .. ": " .. tostring(v) .. "\r\n" end
-    if body ~= nil then out[#out + 1] = "Content-Length: " .. #body .. "\r\n" end
-    out[#out + 1] = "\r\n"
-    s:write(concat(out), body or "")
+    local lines, _, has_length, has_host = header_block(headers)
+    s:write(method, " ", u.target, " HTTP/1.1\r\n", has_host and "" or ("Host: " .. u.authority .. "\r\n"),
+      lines, (body ~= nil and not has_length) and ("Content-Length: " .. #body .. "\r\n") or "", "\r\n",
+      body or "")
   end
 
   local function read_response(s, method)
@@ -604,7 +620,13 @@ return function(aio, core)
     opts = opts or {}
     if type(opts) ~= "table" then arg_error("request: opts must be a table") end
     if self._closed then error(new_error("RuntimeError", "the session is closed"), 2) end
+    if not method:find("^[%w!#$%%&'*+.^_`|~-]+$") then arg_error("request: bad method " .. fmt("%q", method)) end
     if opts.body ~= nil and type(opts.body) ~= "string" then arg_error("request: opts.body must be a string") end
+    if opts.headers ~= nil then
+      if type(opts.headers) ~= "table" then arg_error("request: opts.headers must be a table") end
+      local ok, why = header_block(opts.headers)
+      if not ok then arg_error("request: " .. why) end
+    end
     local mr = opts.max_redirects
     if mr ~= nil and (math.type(mr) ~= "integer" or mr < 0) then
       arg_error("request: opts.max_redirects must be a whole number >= 0")
