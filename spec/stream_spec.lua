@@ -439,6 +439,10 @@ describe("UDP and DNS", function()
     assert.equals(bport, port)
     a:sendto("pong", host, port)
     assert.equals("pong", (b:recvfrom()))
+    b:sendto("by name", "localhost", aport)               -- resolved, as Python's sendto does
+    assert.equals("by name", (a:recvfrom()))
+    local ok, err = pcall(b.sendto, b, "x", "no-such-host.invalid", aport)
+    assert.is_true(aio.is_error(err, "OSError"))
   end)
 
   it("recvfrom can be cancelled and timed out", function()

@@ -128,7 +128,12 @@ static int parse_addr(lua_State *L, const char *ip, int port, struct sockaddr_st
   return luaio_error(L, "OSError", "EINVAL", "not a numeric address: %s", ip);
 }
 
-/* sock:sendto(data, host, port) ⏸ — returns once the datagram is handed over */
+static int sendto_k(lua_State *L, int status, lua_KContext ctx);
+
+/* sock:sendto(data, host, port) ⏸ — returns once the datagram is handed over
+** (sent, or queued by libuv). A host name is resolved first, as Python's
+** sendto does: the Lua half's resolve_udp hook (a waiting getaddrinfo)
+** picks an address of the socket's own family. */
 static int l_sendto(lua_State *L) {
   udp_sock *u = check_udp(L);
   if (!luaio_current(L)) return luaL_error(L, "sendto must be called inside a task (wrap your code in aio.run)");
@@ -138,7 +143,20 @@ static int l_sendto(lua_State *L) {
   lua_Integer port = luaL_checkinteger(L, 4);
   if (port < 1 || port > 65535) return luaL_argerror(L, 4, "port must be within 1..65535");
   struct sockaddr_storage ss;
-  parse_addr(L, ip, (int)port, &ss);
+  if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)&ss) != 0 &&
+      uv_ip6_addr(ip, (int)port, (struct sockaddr_in6 *)&ss) != 0) {
+    struct sockaddr_storage own;
+    int namelen = sizeof own;
+    int inet6 = uv_udp_getsockname(&u->handle, (struct sockaddr *)&own, &namelen) == 0 && own.ss_family == AF_INET6;
+    lua_settop(L, 4);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->h->hooks_ref);
+    lua_getfield(L, -1, "resolve_udp");
+    lua_remove(L, -2);
+    lua_pushvalue(L, 3);
+    lua_pushstring(L, inet6 ? "inet6" : "inet");
+    lua_callk(L, 2, 1, 0, sendto_k);
+    return sendto_k(L, LUA_OK, 0);
+  }
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
   int r = uv_udp_try_send(&u->handle, &b, 1, (struct sockaddr *)&ss);
   if (r == (int)len) return 0;
@@ -150,6 +168,18 @@ static int l_sendto(lua_State *L) {
   r = uv_udp_send(&req->req, &u->handle, &b, 1, (struct sockaddr *)&ss, on_sent);
   if (r < 0) { free(req); return luaio_uverror(L, "OSError", r, "sendto"); }
   return 0;
+}
+
+/* the host name resolved: send again with the numeric address (the hook
+** returns one or raises, so this does not come back here) */
+static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  struct sockaddr_storage ss;
+  const char *ip = lua_tostring(L, -1);
+  if (!ip || (uv_ip4_addr(ip, 1, (struct sockaddr_in *)&ss) != 0 && uv_ip6_addr(ip, 1, (struct sockaddr_in6 *)&ss) != 0))
+    return luaL_error(L, "sendto: the host name did not resolve to an address");
+  lua_replace(L, 3);
+  return l_sendto(L);
 }
 
 static int l_udp_close(lua_State *L) {

@@ -255,6 +255,14 @@ return function(aio, core)
 
   Server.__close = function(s) s:close() end
 
+  -- udp.c's sendto asks here for an address of its socket's family
+  core.hooks.resolve_udp = function(host, family)
+    for _, a in ipairs(core.getaddrinfo(host)) do
+      if a.family == family then return a.addr end
+    end
+    error(new_error("OSError", ("sendto: %s has no %s address"):format(host, family), { code = "EAI_ADDRFAMILY" }), 0)
+  end
+
   aio.udp_bind = function(host, port)
     need_task("aio.udp_bind")
     if type(host) ~= "string" then error("aio.udp_bind: host must be a string", 2) end
