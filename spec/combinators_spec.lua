@@ -280,6 +280,8 @@ describe("task_group", function()
     local saved
     aio.task_group(function(tg) saved = tg end)
     assert.has_error(function() saved:spawn(print) end)
+    local ok, err = pcall(aio.task_group, 42)
+    assert.matches("aio.task_group: function expected, got number", err)
   end)
 
   it("an outside cancellation cancels the children and propagates", function()

@@ -56,9 +56,16 @@ static void read_args(lua_State *L, int argv_idx, int opts_idx, spawn_args *a, c
     lua_pop(L, 1);
   }
   if (!lua_istable(L, opts_idx)) return;
-  if (lua_getfield(L, opts_idx, "cwd") == LUA_TSTRING) a->cwd = strdup(lua_tostring(L, -1));
+  int cwd_type = lua_getfield(L, opts_idx, "cwd");
+  if (cwd_type == LUA_TSTRING) a->cwd = strdup(lua_tostring(L, -1));
   lua_pop(L, 1);
-  if (lua_getfield(L, opts_idx, "env") == LUA_TTABLE) {
+  int env_type = lua_getfield(L, opts_idx, "env");
+  if ((cwd_type != LUA_TNIL && cwd_type != LUA_TSTRING) || (env_type != LUA_TNIL && env_type != LUA_TTABLE)) {
+    free_args(a);
+    luaL_error(L, "%s: %s", fname, cwd_type != LUA_TNIL && cwd_type != LUA_TSTRING ?
+               "opts.cwd must be a string" : "opts.env must be a table of name = value strings");
+  }
+  if (env_type == LUA_TTABLE) {
     int count = 0;
     lua_pushnil(L);
     while (lua_next(L, -2)) { count++; lua_pop(L, 1); }
@@ -226,8 +233,8 @@ static int l_exec(lua_State *L) {
   const char *input = NULL;
   if (lua_istable(L, 2)) {
     if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
-      timeout = luaL_checknumber(L, -1);
-      if (!(timeout > 0)) return luaL_error(L, "aio.exec: opts.timeout must be a positive number");
+      timeout = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+      if (!(timeout > 0)) return luaL_error(L, "aio.exec: opts.timeout must be a positive number of seconds");
     }
     lua_pop(L, 1);
     if (lua_getfield(L, 2, "stdin") != LUA_TNIL) {

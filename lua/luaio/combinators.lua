@@ -267,6 +267,7 @@ return function(aio, core)
 
   function aio.task_group(fn)
     local me = need_task("aio.task_group")
+    if type(fn) ~= "function" then error("aio.task_group: function expected, got " .. type(fn), 2) end
     local g = setmetatable({ _tasks = {}, _pending = 0, _errors = {}, _closed = false }, Group)
     local in_body, body_cancelled, aborting = true, false, false
     local function abort()

@@ -126,6 +126,7 @@ return function(aio, core)
   function aio.open_connection(host, port, opts)
     if type(host) ~= "string" then error("aio.open_connection: host must be a string, got " .. type(host), 2) end
     if opts ~= nil and type(opts) ~= "table" then error("aio.open_connection: opts must be a table", 2) end
+    if port ~= nil then check_port(port, "aio.open_connection") end   -- here, to point at the caller
     opts = opts or {}
     if opts.tls then
       local tls = tls_options(opts.tls, "aio.open_connection")
