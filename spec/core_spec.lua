@@ -90,6 +90,19 @@ describe("tasks", function()
     aio.sleep(0.05)
     assert.is_true(done)
   end)
+
+  it("frees finished tasks, coroutines included, in one collection", function()
+    collectgarbage()
+    local base = collectgarbage("count")
+    local function burst()
+      local tasks = {}
+      for i = 1, 20000 do tasks[i] = aio.spawn(function() aio.sleep(0) return i end) end
+      aio.gather(tasks)
+    end
+    burst()
+    collectgarbage()       -- one cycle: no finalizer on a task that did not fail keeps it a cycle longer
+    assert.is_true(collectgarbage("count") - base < 4096, ("%.0f KiB left"):format(collectgarbage("count") - base))
+  end)
 end)
 
 describe("sleep and now", function()

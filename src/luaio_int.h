@@ -124,6 +124,7 @@ luaio_host *luaio_host_get(lua_State *L);  /* from the registry */
 #define LUAIO_HOST_KEY "luaio.host"
 #define LUAIO_ERROR_MT "luaio.Error"
 #define LUAIO_TASK_MT "luaio.Task"
+#define LUAIO_FAILED_TASK_MT "luaio.FailedTask"   /* the same, with a __gc that reports */
 
 /* errors.c */
 void luaio_open_errors(lua_State *L);

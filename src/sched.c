@@ -426,6 +426,7 @@ static void finish(luaio_host *h, luaio_task *t, int nres) {
   luaio_push_task(L, t);
   int ti = lua_gettop(L);
   if (t->state == TASK_FAILED && !(t->flags & TF_MAIN)) {
+    luaL_setmetatable(L, LUAIO_FAILED_TASK_MT);   /* the task is on top: report if never retrieved */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->failed_ref);
     lua_pushvalue(L, ti);
     lua_pushboolean(L, 1);
@@ -640,6 +641,12 @@ luaio_task *luaio_check_task(lua_State *L, int idx) {
   if (t && lua_rawlen(L, idx) == sizeof *t && t->magic == LUAIO_TASK_MAGIC) return t;
   luaL_typeerror(L, idx, "Task");
   return NULL;
+}
+
+static int l_is_task(lua_State *L) {
+  luaio_task *t = lua_type(L, 1) == LUA_TUSERDATA ? lua_touserdata(L, 1) : NULL;
+  lua_pushboolean(L, t && lua_rawlen(L, 1) == sizeof *t && t->magic == LUAIO_TASK_MAGIC);
+  return 1;
 }
 
 static int l_spawn(lua_State *L) {
@@ -1125,18 +1132,29 @@ void luaio_open_sched(lua_State *L, luaio_host *h) {
     {"status", t_status}, {"result", t_result}, {"error", t_error},
     {"add_done_callback", t_add_done_callback}, {"traceback", t_traceback},
     {NULL, NULL}};
-  luaL_newmetatable(L, LUAIO_TASK_MT);
+  /* Two metatables alike but for __gc: a finalizer keeps an object and all it
+  ** reaches (the coroutine, its stack) alive one more GC cycle, so only a
+  ** task that failed, whose error may go unretrieved, is given one. */
   luaL_newlib(L, methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "methods");
-  lua_pushcclosure(L, t_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, t_newindex);
-  lua_setfield(L, -2, "__newindex");
-  lua_pushcfunction(L, t_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, t_gc);
-  lua_setfield(L, -2, "__gc");
+  for (int failed = 0; failed <= 1; failed++) {
+    luaL_newmetatable(L, failed ? LUAIO_FAILED_TASK_MT : LUAIO_TASK_MT);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "methods");
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, t_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, t_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, t_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "luaio.Task");
+    lua_setfield(L, -2, "__name");
+    if (failed) {
+      lua_pushcfunction(L, t_gc);
+      lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+  }
   lua_pop(L, 1);
 
   luaL_newmetatable(L, "luaio.Timer");
@@ -1149,7 +1167,7 @@ void luaio_open_sched(lua_State *L, luaio_host *h) {
   static const luaL_Reg funcs[] = {
     {"spawn", l_spawn}, {"sleep", l_sleep}, {"suspend", l_suspend}, {"wake", l_wake},
     {"now", l_now}, {"current_task", l_current_task}, {"all_tasks", l_all_tasks},
-    {"stats", l_stats}, {"call_later", l_call_later}, {NULL, NULL}};
+    {"stats", l_stats}, {"call_later", l_call_later}, {"is_task", l_is_task}, {NULL, NULL}};
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);
   luaL_getmetatable(L, LUAIO_TASK_MT);

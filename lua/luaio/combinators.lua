@@ -18,7 +18,7 @@ return function(aio, core)
     return me
   end
 
-  local function is_task(x) return type(x) == "userdata" and getmetatable(x) == getmetatable(current_task() or x) and x.wait ~= nil end
+  local is_task = core.is_task
 
   local function as_task(item, fname, i)
     local ty = type(item)
