@@ -418,6 +418,10 @@ describe("the luaio command", function()
       return aio.run(function() print('tail') end)]])
     assert.equals(0, code, err)
     assert.matches("^false\t.*not re%-entrant%)\ntail\n$", out)
+    -- a main that waits for nothing is still a deadlock, named as such
+    out, err, code = S.run_code("local aio = require 'luaio'; aio.run(function() aio.Event():wait() end)")
+    assert.equals(1, code)
+    assert.matches("DeadlockError", err)
   end)
 
   it("a SIGINT during a top-level aio.run(main) still exits 130 after main cleans up", function()

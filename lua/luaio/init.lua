@@ -91,7 +91,8 @@ hooks.run_nested = function(fn, ...)
   for _, t in ipairs(core.all_tasks()) do before[t] = true end
   local main = core.spawn(fn, ...)
   local res = table.pack(pcall(main.wait, main))
-  if not main:done() then              -- this task was cancelled (SIGINT): so is main
+  local own = main:done()              -- else this task was cancelled (SIGINT) or deadlocked
+  if not own then
     main:cancel(type(res[2]) == "table" and res[2].message or nil)
     pcall(main.wait, main)
   end
@@ -104,8 +105,10 @@ hooks.run_nested = function(fn, ...)
   end
   if #left > 0 then aio.wait(left) end
   if res[1] then return table.unpack(res, 2, res.n) end
-  local self = core.current_task()
-  self._reraised_error, self._reraised_traceback = res[2], main:traceback()
+  if own then                          -- main's own error: its traceback is the one to show
+    local self = core.current_task()
+    self._reraised_error, self._reraised_traceback = res[2], main:traceback()
+  end
   error(res[2], 0)
 end
 
