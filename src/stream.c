@@ -450,8 +450,14 @@ static int do_read(lua_State *L, int op) {
 }
 
 static int l_read(lua_State *L) {
-  if (!lua_isnoneornil(L, 2) && luaL_checkinteger(L, 2) <= 0)
-    return luaL_argerror(L, 2, "byte count must be positive");
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Integer n = luaL_checkinteger(L, 2);
+    if (n == -1) {                    /* asyncio's read(-1): everything until EOF */
+      lua_settop(L, 1);
+      return do_read(L, OP_ALL);
+    }
+    if (n <= 0) return luaL_argerror(L, 2, "byte count must be positive (or -1: until EOF)");
+  }
   return do_read(L, OP_READ);
 }
 
