@@ -380,7 +380,8 @@ static int f_read(lua_State *L) {
     if (what[0] != 'a' && !(what[0] == '*' && what[1] == 'a')) return luaL_argerror(L, 2, "a byte count or \"a\" expected");
   } else {
     lua_Integer want = luaL_optinteger(L, 2, 65536);
-    if (want <= 0) return luaL_argerror(L, 2, "byte count must be positive");
+    if (want == -1) want = 0;         /* Python's read(-1): the rest of the file, as "a" */
+    else if (want <= 0) return luaL_argerror(L, 2, "byte count must be positive (or -1: the rest)");
     n = (size_t)want;
   }
   fs_job *j = new_job(L, FREAD, 0);

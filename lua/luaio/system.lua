@@ -5,6 +5,14 @@ return function(aio, core)
   aio.exec = core.exec
   aio.spawn_process = core.spawn_process
   aio.fs = core.fs
+  -- fs.exists(path) ⏸ -> boolean: false only for a path that is not there
+  -- (ENOENT, ENOTDIR); other failures (EACCES, ...) still raise
+  function aio.fs.exists(path)
+    local ok, err = pcall(core.fs.stat, path)
+    if ok then return true end
+    if core.is_error(err, "OSError") and (err.code == "ENOENT" or err.code == "ENOTDIR") then return false end
+    error(err, 2)
+  end
   aio.on_signal = core.on_signal
   aio.wait_signal = core.wait_signal
 end
