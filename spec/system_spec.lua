@@ -46,6 +46,7 @@ describe("to_thread", function()
     cyc.self = cyc
     ok, err = pcall(aio.to_thread, function() end, cyc)
     assert.is_false(ok)
+    assert.matches("arg #1%.self%.self.*: table nested deeper than 100 levels %(or a cycle%)$", err)
   end)
 
   it("carries errors back, and accepts \"module.function\"", function()

@@ -61,7 +61,9 @@ static int encode(lua_State *L, int idx, wbuf *b, const char *path, int depth) {
     }
     case LUA_TTABLE: {
       if (depth > 100) {
-        snprintf(b->err, sizeof b->err, "%s: table nested too deeply (or a cycle)", path);
+        size_t len = strlen(path);     /* the path is long by now: keep its two ends */
+        snprintf(b->err, sizeof b->err, "%.40s...%s: table nested deeper than 100 levels (or a cycle)",
+                 path, len > 80 ? path + len - 40 : "");
         return 0;
       }
       if (!lua_checkstack(L, 4)) {
