@@ -210,6 +210,13 @@ describe("cancellation", function()
     pcall(outer.wait, outer)
     aio.sleep(0)
     assert.is_true(inner:cancelled())
+    -- with the same message, as asyncio passes cancel(msg) on
+    inner = aio.spawn(function() local _, e = pcall(aio.sleep, 10) return e.message end)
+    outer = aio.spawn(function() return inner:wait() end)
+    aio.sleep(0.01)
+    outer:cancel("stop now")
+    pcall(outer.wait, outer)
+    assert.equals("stop now", inner:wait())
   end)
 
   it("a self-cancel is delivered at the next waiting call", function()

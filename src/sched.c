@@ -904,9 +904,16 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   luaio_task *t = (luaio_task *)ctx;
   if (self->flags & TF_RAISE) {
     /* the waiter was cancelled: like `await task` in asyncio, the awaited
-    ** task is cancelled with it (aio.shield is the way around). */
+    ** task is cancelled with it, with the same message (aio.shield is the
+    ** way around). */
     self->flags &= ~TF_RAISE;
-    luaio_cancel(L, t, 0);
+    int msg = 0;
+    if (is_cancelled_error(L, -1)) {
+      lua_getfield(L, -1, "message");
+      msg = lua_gettop(L);
+    }
+    luaio_cancel(L, t, msg);
+    if (msg) lua_pop(L, 1);
     return lua_error(L);
   }
   return task_outcome(L, t);

@@ -91,9 +91,10 @@ hooks.run_nested = function(fn, ...)
   for _, t in ipairs(core.all_tasks()) do before[t] = true end
   local main = core.spawn(fn, ...)
   local res = table.pack(pcall(main.wait, main))
-  local own = main:done()              -- else this task was cancelled (SIGINT) or deadlocked
+  local own = main:done()
   if not own then
-    main:cancel(type(res[2]) == "table" and res[2].message or nil)
+    -- this task was cancelled (SIGINT) or deadlocked: its wait has cancelled
+    -- main too, as `await task` does; let main clean up
     pcall(main.wait, main)
   end
   local left = {}
