@@ -449,6 +449,18 @@ describe("UDP and DNS", function()
     assert.equals("by name", (a:recvfrom()))
     local ok, err = pcall(b.sendto, b, "x", "no-such-host.invalid", aport)
     assert.is_true(aio.is_error(err, "OSError"))
+    -- resolving waits, so it can be cancelled or timed out, and the socket stays usable
+    local t = aio.spawn(b.sendto, b, "lost", "localhost", aport)
+    aio.sleep(0)                                  -- it is waiting now
+    t:cancel()
+    assert.has_error(function() t:wait() end)
+    ok, err = pcall(aio.timeout, 0, b.sendto, b, "late", "localhost", aport)
+    assert.is_true(ok or aio.is_error(err, "TimeoutError"))
+    assert.has_error(function() b:sendto("x", "localhost", "not a port") end)
+    b:sendto("still", "127.0.0.1", aport)
+    local got = a:recvfrom()
+    if got == "late" then got = a:recvfrom() end
+    assert.equals("still", got)
   end)
 
   it("recvfrom can be cancelled and timed out", function()

@@ -191,6 +191,15 @@ describe("aio.fs", function()
     assert.is_true(aio.fs.exists(dir .. "/f"))
     assert.is_false(aio.fs.exists(dir .. "/none"))
     assert.is_false(aio.fs.exists(dir .. "/f/below-a-file"))
+    assert.has_error(function() aio.fs.exists(nil) end)
+    local ok, err = pcall(aio.timeout, 0, aio.fs.exists, dir .. "/f")   -- times out like any wait
+    assert.is_true(ok or aio.is_error(err, "TimeoutError"))
+    local t = aio.spawn(aio.fs.exists, dir .. "/f")
+    aio.sleep(0)                                  -- it is waiting now
+    t:cancel()
+    assert.has_error(function() t:wait() end)
+    assert.is_true(t:cancelled())
+    assert.is_true(aio.fs.exists(dir .. "/f"))                            -- and the next one works
     local ok, err = pcall(f.read, f, 1)
     assert.is_true(aio.is_error(err, "OSError"))
   end)

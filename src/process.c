@@ -60,10 +60,12 @@ static void read_args(lua_State *L, int argv_idx, int opts_idx, spawn_args *a, c
   if (cwd_type == LUA_TSTRING) a->cwd = strdup(lua_tostring(L, -1));
   lua_pop(L, 1);
   int env_type = lua_getfield(L, opts_idx, "env");
-  if ((cwd_type != LUA_TNIL && cwd_type != LUA_TSTRING) || (env_type != LUA_TNIL && env_type != LUA_TTABLE)) {
+  const char *bad = cwd_type != LUA_TNIL && cwd_type != LUA_TSTRING ? "opts.cwd must be a string"
+                  : env_type != LUA_TNIL && env_type != LUA_TTABLE ? "opts.env must be a table of name = value strings"
+                  : NULL;
+  if (bad) {
     free_args(a);
-    luaL_error(L, "%s: %s", fname, cwd_type != LUA_TNIL && cwd_type != LUA_TSTRING ?
-               "opts.cwd must be a string" : "opts.env must be a table of name = value strings");
+    luaL_error(L, "%s: %s", fname, bad);
   }
   if (env_type == LUA_TTABLE) {
     int count = 0;

@@ -636,16 +636,19 @@ int luaio_cancel(lua_State *L, luaio_task *t, int msg_idx) {
 /* ---- Lua verbs -------------------------------------------------------- */
 
 /* Hot: every Task method goes through here, so no metatable lookup by name. */
+static luaio_task *to_task(lua_State *L, int idx) {
+  luaio_task *t = lua_type(L, idx) == LUA_TUSERDATA ? lua_touserdata(L, idx) : NULL;
+  return t && lua_rawlen(L, idx) == sizeof *t && t->magic == LUAIO_TASK_MAGIC ? t : NULL;
+}
+
 luaio_task *luaio_check_task(lua_State *L, int idx) {
-  luaio_task *t = lua_touserdata(L, idx);
-  if (t && lua_rawlen(L, idx) == sizeof *t && t->magic == LUAIO_TASK_MAGIC) return t;
-  luaL_typeerror(L, idx, "Task");
-  return NULL;
+  luaio_task *t = to_task(L, idx);
+  if (!t) luaL_typeerror(L, idx, "Task");
+  return t;
 }
 
 static int l_is_task(lua_State *L) {
-  luaio_task *t = lua_type(L, 1) == LUA_TUSERDATA ? lua_touserdata(L, 1) : NULL;
-  lua_pushboolean(L, t && lua_rawlen(L, 1) == sizeof *t && t->magic == LUAIO_TASK_MAGIC);
+  lua_pushboolean(L, to_task(L, 1) != NULL);
   return 1;
 }
 

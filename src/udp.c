@@ -122,9 +122,13 @@ static void on_sent(uv_udp_send_t *req, int status) {
   free(req);
 }
 
+/* 1 when ip is a numeric IPv4 or IPv6 address, filling ss */
+static int numeric_addr(const char *ip, int port, struct sockaddr_storage *ss) {
+  return uv_ip4_addr(ip, port, (struct sockaddr_in *)ss) == 0 || uv_ip6_addr(ip, port, (struct sockaddr_in6 *)ss) == 0;
+}
+
 static int parse_addr(lua_State *L, const char *ip, int port, struct sockaddr_storage *ss) {
-  if (uv_ip4_addr(ip, port, (struct sockaddr_in *)ss) == 0) return 0;
-  if (uv_ip6_addr(ip, port, (struct sockaddr_in6 *)ss) == 0) return 0;
+  if (numeric_addr(ip, port, ss)) return 0;
   return luaio_error(L, "OSError", "EINVAL", "not a numeric address: %s", ip);
 }
 
@@ -143,8 +147,7 @@ static int l_sendto(lua_State *L) {
   lua_Integer port = luaL_checkinteger(L, 4);
   if (port < 1 || port > 65535) return luaL_argerror(L, 4, "port must be within 1..65535");
   struct sockaddr_storage ss;
-  if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)&ss) != 0 &&
-      uv_ip6_addr(ip, (int)port, (struct sockaddr_in6 *)&ss) != 0) {
+  if (!numeric_addr(ip, (int)port, &ss)) {
     struct sockaddr_storage own;
     int namelen = sizeof own;
     int inet6 = uv_udp_getsockname(&u->handle, (struct sockaddr *)&own, &namelen) == 0 && own.ss_family == AF_INET6;
@@ -176,7 +179,7 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status; (void)ctx;
   struct sockaddr_storage ss;
   const char *ip = lua_tostring(L, -1);
-  if (!ip || (uv_ip4_addr(ip, 1, (struct sockaddr_in *)&ss) != 0 && uv_ip6_addr(ip, 1, (struct sockaddr_in6 *)&ss) != 0))
+  if (!ip || !numeric_addr(ip, 1, &ss))
     return luaL_error(L, "sendto: the host name did not resolve to an address");
   lua_replace(L, 3);
   return l_sendto(L);

@@ -2,7 +2,7 @@
 -- Written on the scheduler's two verbs: core.suspend(owner) waits until
 -- core.wake(task, owner, ...) (or a cancellation: then it returns false, err).
 return function(aio, core)
-  local spawn, suspend, wake, current_task = core.spawn, core.suspend, core.wake, core.current_task
+  local spawn, suspend, wake = core.spawn, core.suspend, core.wake
   local call_later, is_error, new_error = core.call_later, core.is_error, core.error
   local pack, unpack, type, error, math_huge = table.pack, table.unpack, type, error, math.huge
   -- Task methods as plain functions: no __index hop on hot paths
@@ -10,13 +10,7 @@ return function(aio, core)
   local T_done, T_status, T_result, T_error, T_cancel = M.done, M.status, M.result, M.error, M.cancel
   local T_add_done_callback, T_wait, T_uncancel, T_cancelling = M.add_done_callback, M.wait, M.uncancel, M.cancelling
 
-  local function need_task(fname)
-    local me = current_task()
-    if not me then
-      error(fname .. " must be called inside a task (wrap your code in aio.run)", 3)
-    end
-    return me
-  end
+  local need_task = core.need_task
 
   local is_task = core.is_task
 

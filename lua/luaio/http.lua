@@ -382,7 +382,7 @@ return function(aio, core)
   end
 
   function App:listen(host, port, opts)
-    if not core.current_task() then error("app:listen must be called inside a task (wrap your code in aio.run)", 2) end
+    core.need_task("app:listen")
     opts = opts or {}
     for k, v in pairs(self._opts) do if opts[k] == nil then opts[k] = v end end
     local app = self
@@ -544,6 +544,11 @@ return function(aio, core)
     return prefix .. dir .. location
   end
 
+  local function response_of(head, body, url)
+    return setmetatable({ status = head.status, reason = head.reason, headers = headers_of(head.headers),
+      body = body, url = url, version = head.version }, Response)
+  end
+
   local function perform(self, method, url, opts)
     method = method:upper()
     local body = opts.body
@@ -582,8 +587,7 @@ return function(aio, core)
       local follow = location and (st == 301 or st == 302 or st == 303 or st == 307 or st == 308)
         and max_redirects > 0
       if follow and redirects == 0 then     -- as requests, aiohttp, curl -L: exceeding is an error
-        local resp = setmetatable({ status = st, reason = head.reason, headers = headers_of(head.headers),
-          body = resp_body, url = url, version = head.version }, Response)
+        local resp = response_of(head, resp_body, url)
         error(new_error("HTTPError", ("too many redirects (more than %d), last %d to %s"):format(
           max_redirects, st, location), { status = st, url = url, response = resp }), 0)
       end
@@ -596,8 +600,7 @@ return function(aio, core)
           headers["Content-Type"] = nil
         end
       else
-        return setmetatable({ status = st, reason = head.reason, headers = headers_of(head.headers),
-          body = resp_body, url = url, version = head.version }, Response)
+        return response_of(head, resp_body, url)
       end
     end
   end

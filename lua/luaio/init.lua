@@ -11,6 +11,15 @@ end
 local hooks = core.hooks
 hooks.spawn = core.spawn
 
+-- The Lua half's waiting functions start with this: the running task, or the
+-- contract's error, positioned at the caller of the function that asked.
+local current_task = core.current_task
+function core.need_task(fname)
+  local me = current_task()
+  if not me then error(fname .. " must be called inside a task (wrap your code in aio.run)", 3) end
+  return me
+end
+
 -- Raise a new luaio error: aio.raise("TimeoutError", "msg", {extra fields})
 local new_error = core.error
 function aio.new_error(name, message, fields) return new_error(name, message, fields) end

@@ -2,16 +2,12 @@
 -- A put wakes one getter, which takes the item itself when it runs: an item
 -- is never handed to a task that may be cancelled before it looks at it.
 return function(aio, core)
-  local suspend, wake, current_task, new_error = core.suspend, core.wake, core.current_task, core.error
+  local suspend, wake, new_error = core.suspend, core.wake, core.error
   local F = aio._fifo
   local fifo, push, remove, wake_first = F.new, F.push, F.remove, F.wake_first
   local error, setmetatable, type = error, setmetatable, type
 
-  local function need_task(fname)
-    local me = current_task()
-    if not me then error(fname .. " must be called inside a task (wrap your code in aio.run)", 3) end
-    return me
-  end
+  local need_task = core.need_task
 
   local function raise(name, msg) error(new_error(name, msg), 3) end
 

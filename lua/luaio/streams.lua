@@ -1,7 +1,7 @@
 -- Streams: open_connection, start_server, udp_bind, getaddrinfo (API.md §5).
 -- The byte work is native (stream.c); connection policy and servers are here.
 return function(aio, core)
-  local spawn, current_task, is_error, new_error = core.spawn, core.current_task, core.is_error, core.error
+  local spawn, is_error, new_error, need_task = core.spawn, core.is_error, core.error, core.need_task
   local Stream = core.stream_methods
   local type, error, tostring, pcall = type, error, tostring, pcall
 
@@ -93,8 +93,7 @@ return function(aio, core)
       if opts.tls then handshake(s, opts.tls_context, opts.tls.server_name, opts.tls.handshake_timeout) end
       return s
     end
-    port = check_port(port, "aio.open_connection")
-    local addrs
+    local addrs                                                -- (port checked by open_connection)
     if is_ip(host) then addrs = { { addr = host } }
     else
       -- API.md: open_connection's failures are ConnectionErrors, a name that
@@ -126,7 +125,7 @@ return function(aio, core)
   function aio.open_connection(host, port, opts)
     if type(host) ~= "string" then error("aio.open_connection: host must be a string, got " .. type(host), 2) end
     if opts ~= nil and type(opts) ~= "table" then error("aio.open_connection: opts must be a table", 2) end
-    if port ~= nil then check_port(port, "aio.open_connection") end   -- here, to point at the caller
+    if port ~= nil then port = check_port(port, "aio.open_connection") end   -- here, to point at the caller
     opts = opts or {}
     if opts.tls then
       local tls = tls_options(opts.tls, "aio.open_connection")
@@ -185,10 +184,6 @@ return function(aio, core)
         end)
       end
     end
-  end
-
-  local function need_task(fname)
-    if not current_task() then error(fname .. " must be called inside a task (wrap your code in aio.run)", 3) end
   end
 
   function aio.start_server(handler, host, port, opts)

@@ -2,14 +2,10 @@
 -- semantics). A release hands the lock straight to the first waiter still
 -- waiting, so ownership is FIFO and nobody can barge in between.
 return function(aio, core)
-  local suspend, wake, current_task, new_error = core.suspend, core.wake, core.current_task, core.error
+  local suspend, wake, new_error = core.suspend, core.wake, core.error
   local error, setmetatable, type = error, setmetatable, type
 
-  local function need_task(fname)
-    local me = current_task()
-    if not me then error(fname .. " must be called inside a task (wrap your code in aio.run)", 3) end
-    return me
-  end
+  local need_task = core.need_task
 
   -- FIFO of waiting tasks: { first, last, [i] = task }
   local function fifo() return { first = 1, last = 0 } end
