@@ -283,16 +283,17 @@ static void fs_cancel(void *data) {
 static fs_job *new_job(lua_State *L, int op, int path_idx) {
   if (!luaio_current(L))
     luaL_error(L, "aio.fs.%s must be called inside a task (wrap your code in aio.run)", op_names[op]);
+  const char *path = NULL;
+  if (path_idx) {                       /* checked before the job exists: a bad one raises */
+    size_t len;
+    path = luaL_checklstring(L, path_idx, &len);
+    if (len == 0 || memchr(path, '\0', len)) luaL_argerror(L, path_idx, "invalid path");
+  }
   fs_job *j = calloc(1, sizeof *j);
   if (!j) { luaL_error(L, "out of memory"); return NULL; }
   j->op = op;
   j->fd = -1;
-  if (path_idx) {
-    size_t len;
-    const char *p = luaL_checklstring(L, path_idx, &len);
-    if (len == 0 || memchr(p, '\0', len)) { free(j); luaL_argerror(L, path_idx, "invalid path"); }
-    j->path = strdup(p);
-  }
+  if (path) j->path = strdup(path);
   return j;
 }
 
