@@ -90,10 +90,17 @@ typedef void (*luaio_cancel_fn)(void *data);
 /* The task running now in `L` (NULL outside a task). */
 luaio_task *luaio_current(lua_State *L);
 
+/* The running task, when it can wait here; otherwise raises a Lua error
+** ("NAME must be called inside a task ..." or "NAME cannot wait here ...",
+** NAME = fname, or the function's own name when NULL). Call it before arming
+** any native work. */
+luaio_task *luaio_need_task(lua_State *L, const char *fname);
+
 /* Suspend the current task; use as `return luaio_await(L, ...)`. When
 ** resumed, `k(L, LUA_YIELD, ctx)` is called with the wake values on top of
 ** the stack (k may be NULL: the wake values are returned). Raises
-** "... must be called inside a task" outside a task. */
+** "... must be called inside a task" outside a task, and where the task
+** cannot yield (after calling on_cancel(data): nothing stays armed). */
 int luaio_await(lua_State *L, luaio_cancel_fn on_cancel, void *data,
                 lua_KContext ctx, lua_KFunction k);
 

@@ -25,7 +25,12 @@ static int do_resume(lua_State *L, lua_State *co, int narg, int wrap, int base) 
     goto fail;
   }
   lua_xmove(L, co, narg);
+  /* resumed where L cannot yield: a wait inside co could not reach the
+  ** scheduler, so waiting calls in it must raise at once (sched.c) */
+  luaio_host *h = lua_isyieldable(L) ? NULL : luaio_host_get(L);
+  if (h) h->noyield++;
   status = lua_resume(co, L, narg, &nres);
+  if (h) h->noyield--;
   if (status == LUA_YIELD && nres == 1 && lua_touserdata(co, -1) == &luaio_yield_marker) {
     lua_pop(co, 1);
     lua_settop(L, base);
@@ -71,7 +76,7 @@ static int resume_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int co_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
-  luaL_argexpected(L, co, 1, "coroutine");
+  luaio_argexpected(L, co, 1, "coroutine");
   return do_resume(L, co, lua_gettop(L) - 1, 0, 1);
 }
 
@@ -81,7 +86,7 @@ static int wrap_call(lua_State *L) {
 }
 
 static int co_wrap(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaio_checktype(L, 1, LUA_TFUNCTION);
   lua_State *co = lua_newthread(L);
   lua_pushvalue(L, 1);
   lua_xmove(L, co, 1);

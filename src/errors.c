@@ -82,7 +82,10 @@ static int l_is_error(lua_State *L) {
   return 1;
 }
 
+static void open_argerrors(lua_State *L);
+
 void luaio_open_errors(lua_State *L) {
+  open_argerrors(L);
   if (luaL_newmetatable(L, LUAIO_ERROR_MT)) {
     lua_pushcfunction(L, err_tostring);
     lua_setfield(L, -2, "__tostring");
@@ -94,4 +97,187 @@ void luaio_open_errors(lua_State *L) {
   lua_setfield(L, -2, "error");
   lua_pushcfunction(L, l_is_error);
   lua_setfield(L, -2, "is_error");
+}
+
+/* ---- argument errors: Lua's shape, with the public name ---------------- */
+
+/* Push the public name of the function on top ("aio.sleep", "aio.fs.stat")
+** by finding it in the `aio` table or one of its subtables; pops the
+** function. Returns 0 (pushing nothing) when it is not a public function. */
+static int push_public_name(lua_State *L) {
+  int fn = lua_gettop(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "luaio") != LUA_TTABLE) { lua_settop(L, fn - 1); return 0; }
+  int aio = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, aio)) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      if (lua_rawequal(L, -1, fn)) {
+        lua_pushfstring(L, "aio.%s", lua_tostring(L, -2));
+        goto found;
+      }
+      if (lua_type(L, -1) == LUA_TTABLE) {
+        int sub = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, sub)) {
+          if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, fn)) {
+            lua_pushfstring(L, "aio.%s.%s", lua_tostring(L, sub - 1), lua_tostring(L, -2));
+            goto found;
+          }
+          lua_pop(L, 1);
+        }
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, fn - 1);
+  return 0;
+found:
+  lua_replace(L, fn);
+  lua_settop(L, fn);
+  return 1;
+}
+
+/* The name to show for the function running at `level`: its public name,
+** else the one its call site gives; the string stays on the stack. */
+const char *luaio_function_name(lua_State *L, int level) {
+  lua_Debug ar;
+  if (!lua_getstack(L, level, &ar)) return "?";
+  lua_getinfo(L, "nf", &ar);
+  if (push_public_name(L)) return lua_tostring(L, -1);
+  lua_pushstring(L, ar.name ? ar.name : "this function");
+  return lua_tostring(L, -1);
+}
+
+/* luaL_argerror for the function running at `level` (0: the C function
+** raising it), positioned at that function's caller. */
+static int argerror_at(lua_State *L, int level, int arg, const char *extramsg) {
+  lua_Debug ar;
+  if (!lua_getstack(L, level, &ar))
+    return luaL_error(L, "bad argument #%d (%s)", arg, extramsg);
+  lua_getinfo(L, "nf", &ar);
+  int is_method = ar.namewhat && strcmp(ar.namewhat, "method") == 0;
+  const char *name = push_public_name(L) ? lua_tostring(L, -1) : ar.name ? ar.name : "?";
+  if (is_method && --arg == 0) {
+    luaL_where(L, level + 1);
+    lua_pushfstring(L, "calling '%s' on bad self (%s)", name, extramsg);
+  } else {
+    luaL_where(L, level + 1);
+    lua_pushfstring(L, "bad argument #%d to '%s' (%s)", arg, name, extramsg);
+  }
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+int luaio_argerror(lua_State *L, int arg, const char *extramsg) {
+  return argerror_at(L, 0, arg, extramsg);
+}
+
+/* The type name Lua's own messages use: __name when there is one. */
+static const char *type_name(lua_State *L, int idx) {
+  int t = luaL_getmetafield(L, idx, "__name");
+  if (t == LUA_TSTRING) return lua_tostring(L, -1);
+  if (t != LUA_TNIL) lua_pop(L, 1);
+  if (lua_type(L, idx) == LUA_TLIGHTUSERDATA) return "light userdata";
+  return luaL_typename(L, idx);
+}
+
+int luaio_typeerror(lua_State *L, int arg, const char *tname) {
+  const char *got = lua_isnone(L, arg) ? "no value" : type_name(L, arg);
+  return luaio_argerror(L, arg, lua_pushfstring(L, "%s expected, got %s", tname, got));
+}
+
+static void tag_error(lua_State *L, int arg, int tag) {
+  luaio_typeerror(L, arg, lua_typename(L, tag));
+}
+
+lua_Number luaio_checknumber(lua_State *L, int arg) {
+  int isnum;
+  lua_Number d = lua_tonumberx(L, arg, &isnum);
+  if (!isnum) tag_error(L, arg, LUA_TNUMBER);
+  return d;
+}
+
+lua_Integer luaio_checkinteger(lua_State *L, int arg) {
+  int isnum;
+  lua_Integer d = lua_tointegerx(L, arg, &isnum);
+  if (!isnum) {
+    if (lua_isnumber(L, arg)) luaio_argerror(L, arg, "number has no integer representation");
+    else tag_error(L, arg, LUA_TNUMBER);
+  }
+  return d;
+}
+
+const char *luaio_checklstring(lua_State *L, int arg, size_t *len) {
+  const char *s = lua_tolstring(L, arg, len);
+  if (!s) tag_error(L, arg, LUA_TSTRING);
+  return s;
+}
+
+/* A string handed to the system: a NUL inside would silently cut it. */
+const char *luaio_checkcstring(lua_State *L, int arg) {
+  size_t len;
+  const char *s = luaio_checklstring(L, arg, &len);
+  if (strlen(s) != len) luaio_argerror(L, arg, "string contains a NUL byte");
+  return s;
+}
+
+void luaio_checktype(lua_State *L, int arg, int t) {
+  if (lua_type(L, arg) != t) tag_error(L, arg, t);
+}
+
+void luaio_checkany(lua_State *L, int arg) {
+  if (lua_type(L, arg) == LUA_TNONE) luaio_argerror(L, arg, "value expected");
+}
+
+void *luaio_checkudata(lua_State *L, int arg, const char *tname) {
+  void *p = luaL_testudata(L, arg, tname);
+  if (!p) luaio_typeerror(L, arg, tname);
+  return p;
+}
+
+lua_Integer luaio_optinteger(lua_State *L, int arg, lua_Integer def) {
+  return lua_isnoneornil(L, arg) ? def : luaio_checkinteger(L, arg);
+}
+
+lua_Number luaio_optnumber(lua_State *L, int arg, lua_Number def) {
+  return lua_isnoneornil(L, arg) ? def : luaio_checknumber(L, arg);
+}
+
+const char *luaio_optlstring(lua_State *L, int arg, const char *def, size_t *len) {
+  if (lua_isnoneornil(L, arg)) {
+    if (len) *len = def ? strlen(def) : 0;
+    return def;
+  }
+  return luaio_checklstring(L, arg, len);
+}
+
+int luaio_checkoption(lua_State *L, int arg, const char *def, const char *const lst[]) {
+  const char *name = def ? luaio_optlstring(L, arg, def, NULL) : luaio_checklstring(L, arg, NULL);
+  for (int i = 0; lst[i]; i++)
+    if (strcmp(lst[i], name) == 0) return i;
+  return luaio_argerror(L, arg, lua_pushfstring(L, "invalid option '%s'", name));
+}
+
+/* core.arg_error(n, msg [, level]): the same error for a function written
+** in Lua; level 1 (default) is the function calling arg_error. */
+static int l_arg_error(lua_State *L) {
+  int arg = (int)luaL_checkinteger(L, 1);
+  const char *msg = luaL_checkstring(L, 2);
+  int level = (int)luaL_optinteger(L, 3, 1);
+  return argerror_at(L, level, arg, msg);
+}
+
+/* core.type_name(v): the name Lua's messages use for v's type. */
+static int l_type_name(lua_State *L) {
+  luaL_checkany(L, 1);
+  lua_pushstring(L, type_name(L, 1));
+  return 1;
+}
+
+static void open_argerrors(lua_State *L) {
+  lua_pushcfunction(L, l_arg_error);
+  lua_setfield(L, -2, "arg_error");
+  lua_pushcfunction(L, l_type_name);
+  lua_setfield(L, -2, "type_name");
 }

@@ -281,13 +281,14 @@ static void fs_cancel(void *data) {
 }
 
 static fs_job *new_job(lua_State *L, int op, int path_idx) {
-  if (!luaio_current(L))
-    luaL_error(L, "aio.fs.%s must be called inside a task (wrap your code in aio.run)", op_names[op]);
+  lua_pushfstring(L, "aio.fs.%s", op_names[op]);
+  luaio_need_task(L, lua_tostring(L, -1));
+  lua_pop(L, 1);
   const char *path = NULL;
   if (path_idx) {                       /* checked before the job exists: a bad one raises */
     size_t len;
-    path = luaL_checklstring(L, path_idx, &len);
-    if (len == 0 || memchr(path, '\0', len)) luaL_argerror(L, path_idx, "invalid path");
+    path = luaio_checklstring(L, path_idx, &len);
+    if (len == 0 || memchr(path, '\0', len)) luaio_argerror(L, path_idx, "invalid path");
   }
   fs_job *j = calloc(1, sizeof *j);
   if (!j) { luaL_error(L, "out of memory"); return NULL; }
@@ -299,7 +300,7 @@ static fs_job *new_job(lua_State *L, int op, int path_idx) {
 
 static void copy_data(lua_State *L, fs_job *j, int idx) {
   size_t len;
-  const char *d = luaL_checklstring(L, idx, &len);
+  const char *d = luaio_checklstring(L, idx, &len);
   j->data = malloc(len ? len : 1);
   memcpy(j->data, d, len);
   j->len = len;
@@ -321,14 +322,14 @@ static int l_listdir(lua_State *L) { return submit(L, new_job(L, LISTDIR, 1)); }
 static int l_remove(lua_State *L) { return submit(L, new_job(L, REMOVE, 1)); }
 
 static int l_write_file(lua_State *L) {
-  luaL_checkstring(L, 2);
+  luaio_checkstring(L, 2);
   fs_job *j = new_job(L, WRITE_FILE, 1);
   copy_data(L, j, 2);
   return submit(L, j);
 }
 
 static int l_append_file(lua_State *L) {
-  luaL_checkstring(L, 2);
+  luaio_checkstring(L, 2);
   fs_job *j = new_job(L, APPEND_FILE, 1);
   copy_data(L, j, 2);
   return submit(L, j);
@@ -344,31 +345,31 @@ static int l_mkdir(lua_State *L) {
 }
 
 static int l_rename(lua_State *L) {
-  const char *to = luaL_checkstring(L, 2);
+  const char *to = luaio_checkstring(L, 2);
   fs_job *j = new_job(L, RENAME, 1);
   j->path2 = strdup(to);
   return submit(L, j);
 }
 
 static int l_open(lua_State *L) {
-  const char *mode = luaL_optstring(L, 2, "r");
+  const char *mode = luaio_optstring(L, 2, "r");
   int flags;
   int plus = strchr(mode, '+') != NULL;
   switch (mode[0]) {
     case 'r': flags = plus ? O_RDWR : O_RDONLY; break;
     case 'w': flags = (plus ? O_RDWR : O_WRONLY) | O_CREAT | O_TRUNC; break;
     case 'a': flags = (plus ? O_RDWR : O_WRONLY) | O_CREAT | O_APPEND; break;
-    default: return luaL_argerror(L, 2, "mode must be r, w or a (with an optional + and b)");
+    default: return luaio_argerror(L, 2, "mode must be r, w or a (with an optional + and b)");
   }
   for (const char *m = mode + 1; *m; m++)
-    if (*m != '+' && *m != 'b') return luaL_argerror(L, 2, "mode must be r, w or a (with an optional + and b)");
+    if (*m != '+' && *m != 'b') return luaio_argerror(L, 2, "mode must be r, w or a (with an optional + and b)");
   fs_job *j = new_job(L, OPEN, 1);
   j->flags = flags;
   return submit(L, j);
 }
 
 static file_box *check_file(lua_State *L) {
-  file_box *f = luaL_checkudata(L, 1, FILE_MT);
+  file_box *f = luaio_checkudata(L, 1, FILE_MT);
   if (f->closed) luaio_error(L, "OSError", "EBADF", "the file is closed");
   return f;
 }
@@ -378,11 +379,11 @@ static int f_read(lua_State *L) {
   size_t n = 0;
   if (lua_type(L, 2) == LUA_TSTRING) {
     const char *what = lua_tostring(L, 2);
-    if (what[0] != 'a' && !(what[0] == '*' && what[1] == 'a')) return luaL_argerror(L, 2, "a byte count or \"a\" expected");
+    if (what[0] != 'a' && !(what[0] == '*' && what[1] == 'a')) return luaio_argerror(L, 2, "a byte count or \"a\" expected");
   } else {
-    lua_Integer want = luaL_optinteger(L, 2, 65536);
+    lua_Integer want = luaio_optinteger(L, 2, 65536);
     if (want == -1) want = 0;         /* Python's read(-1): the rest of the file, as "a" */
-    else if (want <= 0) return luaL_argerror(L, 2, "byte count must be positive (or -1: the rest)");
+    else if (want <= 0) return luaio_argerror(L, 2, "byte count must be positive (or -1: the rest)");
     n = (size_t)want;
   }
   fs_job *j = new_job(L, FREAD, 0);
@@ -397,7 +398,7 @@ static int f_write(lua_State *L) {
   int n = lua_gettop(L);
   luaL_buffinit(L, &b);
   for (int i = 2; i <= n; i++) {
-    luaL_checkstring(L, i);
+    luaio_checkstring(L, i);
     lua_pushvalue(L, i);
     luaL_addvalue(&b);
   }
@@ -412,8 +413,8 @@ static int f_seek(lua_State *L) {
   file_box *f = check_file(L);
   static const char *const names[] = {"set", "cur", "end", NULL};
   static const int whences[] = {SEEK_SET, SEEK_CUR, SEEK_END};
-  int w = luaL_checkoption(L, 2, "cur", names);
-  lua_Integer off = luaL_optinteger(L, 3, 0);
+  int w = luaio_checkoption(L, 2, "cur", names);
+  lua_Integer off = luaio_optinteger(L, 3, 0);
   fs_job *j = new_job(L, FSEEK, 0);
   j->fd = f->fd;
   j->whence = whences[w];
@@ -422,7 +423,7 @@ static int f_seek(lua_State *L) {
 }
 
 static int f_close(lua_State *L) {
-  file_box *f = luaL_checkudata(L, 1, FILE_MT);
+  file_box *f = luaio_checkudata(L, 1, FILE_MT);
   if (f->closed) return 0;
   f->closed = 1;
   if (!luaio_current(L)) { close(f->fd); return 0; }   /* outside a task: close right here */
@@ -438,7 +439,7 @@ static int f_gc(lua_State *L) {
 }
 
 static int f_tostring(lua_State *L) {
-  file_box *f = luaL_checkudata(L, 1, FILE_MT);
+  file_box *f = luaio_checkudata(L, 1, FILE_MT);
   lua_pushfstring(L, "File<%s>", f->closed ? "closed" : "open");
   return 1;
 }

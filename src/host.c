@@ -271,7 +271,7 @@ static int l_run(lua_State *L) {
   }
   if (h->running || luaio_current(L))
     return luaL_error(L, "aio.run cannot be called while a loop is running (it is not re-entrant)");
-  luaL_checkany(L, 1);
+  luaio_checkany(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->hooks_ref);
   lua_getfield(L, -1, "spawn");
   lua_remove(L, -2);

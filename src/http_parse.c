@@ -242,10 +242,10 @@ int luaio_http_push_head(lua_State *L, const char *head, size_t len, int is_requ
 
 static int l_parse_head(lua_State *L) {
   size_t len;
-  const char *head = luaL_checklstring(L, 1, &len);
-  const char *kind = luaL_checkstring(L, 2);
+  const char *head = luaio_checklstring(L, 1, &len);
+  const char *kind = luaio_checkstring(L, 2);
   int is_request = strcmp(kind, "request") == 0;
-  if (!is_request && strcmp(kind, "response") != 0) return luaL_argerror(L, 2, "'request' or 'response' expected");
+  if (!is_request && strcmp(kind, "response") != 0) return luaio_argerror(L, 2, "'request' or 'response' expected");
   return luaio_http_push_head(L, head, len, is_request);
 }
 
@@ -260,7 +260,7 @@ static int hexval(int ch) {
 ** ";extensions"; no sign, no overflow. */
 static int l_chunk_size(lua_State *L) {
   size_t len;
-  const char *line = luaL_checklstring(L, 1, &len);
+  const char *line = luaio_checklstring(L, 1, &len);
   lua_Integer n = 0;
   size_t i = 0;
   for (; i < len && hexval((unsigned char)line[i]) >= 0; i++) {
@@ -277,7 +277,7 @@ static int l_chunk_size(lua_State *L) {
 /* http_unescape(s [, plus_is_space]) -> percent-decoded string */
 static int l_unescape(lua_State *L) {
   size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
+  const char *s = luaio_checklstring(L, 1, &len);
   int plus = lua_toboolean(L, 2);
   luaL_Buffer b;
   char *out = luaL_buffinitsize(L, &b, len);

@@ -101,6 +101,7 @@ struct luaio_host {
   double run_since;    /* debug mode: when the running task was resumed */
   int sigint_seen;           /* the signal that cancelled the main task */
   int main_is_chunk;         /* the main task runs a loaded chunk (a script) */
+  int noyield;               /* coroutines resumed inside calls that cannot yield */
   int user_signal_handlers;  /* open on_signal/wait_signal for SIGINT/SIGTERM: no default */
 };
 
@@ -109,6 +110,7 @@ extern char luaio_yield_marker;
 void luaio_sched_init(luaio_host *h);
 void luaio_sched_close(luaio_host *h);
 void luaio_ready(luaio_task *t);
+int luaio_can_wait(lua_State *L);   /* in a task, where it may suspend */
 int luaio_cancel(lua_State *L, luaio_task *t, int msg_idx);
 void luaio_timer_arm(luaio_host *h, luaio_timer *tm, double seconds);
 void luaio_timer_disarm(luaio_host *h, luaio_timer *tm);
@@ -130,6 +132,27 @@ luaio_host *luaio_host_get(lua_State *L);  /* from the registry */
 void luaio_open_errors(lua_State *L);
 void luaio_push_uverror(lua_State *L, const char *name, int uverr, const char *what);
 int luaio_uverror(lua_State *L, const char *name, int uverr, const char *what);
+
+/* errors.c: argument checks with Lua's message shape and the public name
+** of the function ("bad argument #1 to 'aio.sleep' (number expected, got
+** string)"), at the caller's line. Used instead of luaL_check* everywhere. */
+int luaio_argerror(lua_State *L, int arg, const char *extramsg);
+const char *luaio_function_name(lua_State *L, int level);   /* pushes it */
+int luaio_typeerror(lua_State *L, int arg, const char *tname);
+lua_Number luaio_checknumber(lua_State *L, int arg);
+lua_Integer luaio_checkinteger(lua_State *L, int arg);
+const char *luaio_checklstring(lua_State *L, int arg, size_t *len);
+const char *luaio_checkcstring(lua_State *L, int arg);   /* refuses NUL bytes */
+void luaio_checktype(lua_State *L, int arg, int t);
+void luaio_checkany(lua_State *L, int arg);
+void *luaio_checkudata(lua_State *L, int arg, const char *tname);
+lua_Integer luaio_optinteger(lua_State *L, int arg, lua_Integer def);
+lua_Number luaio_optnumber(lua_State *L, int arg, lua_Number def);
+const char *luaio_optlstring(lua_State *L, int arg, const char *def, size_t *len);
+int luaio_checkoption(lua_State *L, int arg, const char *def, const char *const lst[]);
+#define luaio_checkstring(L, n) (luaio_checklstring(L, (n), NULL))
+#define luaio_optstring(L, n, d) (luaio_optlstring(L, (n), (d), NULL))
+#define luaio_argexpected(L, cond, arg, tname) ((void)((cond) || luaio_typeerror(L, (arg), (tname))))
 
 /* coro.c */
 void luaio_open_coro(lua_State *L);

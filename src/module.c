@@ -45,7 +45,7 @@ int luaio_load_embedded(lua_State *L, const char *modname) {
 
 /* package.preload loader for the embedded modules */
 static int preload_embedded(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
+  const char *name = luaio_checkstring(L, 1);
   if (luaio_load_embedded(L, name) != LUA_OK) return lua_error(L);
   lua_pushvalue(L, 1);
   lua_call(L, 1, 1);

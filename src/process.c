@@ -91,14 +91,14 @@ static void read_args(lua_State *L, int argv_idx, int opts_idx, spawn_args *a, c
 static int signal_number(lua_State *L, int idx, int dflt) {
   if (lua_isnoneornil(L, idx)) return dflt;
   if (lua_isinteger(L, idx)) return (int)lua_tointeger(L, idx);
-  const char *name = luaL_checkstring(L, idx);
+  const char *name = luaio_checkstring(L, idx);
   static const struct { const char *n; int s; } sigs[] = {
     {"SIGTERM", SIGTERM}, {"SIGKILL", SIGKILL}, {"SIGINT", SIGINT}, {"SIGHUP", SIGHUP},
     {"SIGQUIT", SIGQUIT}, {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGSTOP", SIGSTOP},
     {"SIGCONT", SIGCONT}, {NULL, 0}};
   for (int i = 0; sigs[i].n; i++)
     if (strcmp(sigs[i].n, name) == 0 || strcmp(sigs[i].n + 3, name) == 0) return sigs[i].s;
-  return luaL_argerror(L, idx, "unknown signal name");
+  return luaio_argerror(L, idx, "unknown signal name");
 }
 
 /* ---- exec ------------------------------------------------------------------ */
@@ -228,8 +228,7 @@ static void on_input_written(uv_write_t *req, int status) {
 /* exec(argv [, opts]) ⏸ -> {status, signal, stdout, stderr} */
 static int l_exec(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  luaio_task *t = luaio_current(L);
-  if (!t) return luaL_error(L, "aio.exec must be called inside a task (wrap your code in aio.run)");
+  luaio_task *t = luaio_need_task(L, "aio.exec");
   double timeout = 0;
   size_t inlen = 0;
   const char *input = NULL;
@@ -244,7 +243,7 @@ static int l_exec(lua_State *L) {
       input = lua_tolstring(L, -1, &inlen);
     }
     lua_pop(L, 1);
-  } else if (!lua_isnoneornil(L, 2)) return luaL_typeerror(L, 2, "table");
+  } else if (!lua_isnoneornil(L, 2)) return luaio_typeerror(L, 2, "table");
   spawn_args a;
   read_args(L, 1, 2, &a, "aio.exec");
   exec_op *op = calloc(1, sizeof *op);
@@ -330,7 +329,7 @@ static void on_proc_exit(uv_process_t *pr, int64_t status, int sig) {
 }
 
 static process *check_process(lua_State *L) {
-  process_box *b = luaL_checkudata(L, 1, PROCESS_MT);
+  process_box *b = luaio_checkudata(L, 1, PROCESS_MT);
   return b->p;
 }
 
@@ -352,8 +351,7 @@ static int p_wait(lua_State *L) {
     return 2;
   }
   if (p->waiter) return luaL_error(L, "another task is already waiting for this process");
-  luaio_task *t = luaio_current(L);
-  if (!t) return luaL_error(L, "process:wait must be called inside a task (wrap your code in aio.run)");
+  luaio_task *t = luaio_need_task(L, "process:wait");
   p->waiter = t;
   return luaio_await(L, wait_cancel, p, 0, wait_k);
 }
@@ -369,7 +367,7 @@ static int p_kill(lua_State *L) {
 }
 
 static int p_close(lua_State *L) {
-  process_box *b = luaL_checkudata(L, 1, PROCESS_MT);
+  process_box *b = luaio_checkudata(L, 1, PROCESS_MT);
   process *p = b->p;
   if (p->closed) return 0;
   for (int i = 0; i < 3; i++) {       /* the pipes go with it */
@@ -401,7 +399,7 @@ static int p_gc(lua_State *L) {
 
 static int p_index(lua_State *L) {
   process *p = check_process(L);
-  const char *k = luaL_checkstring(L, 2);
+  const char *k = luaio_checkstring(L, 2);
   if (strcmp(k, "pid") == 0) { lua_pushinteger(L, p->proc.pid); return 1; }
   if (strcmp(k, "stdin") == 0) { lua_getiuservalue(L, 1, 1); return 1; }
   if (strcmp(k, "stdout") == 0) { lua_getiuservalue(L, 1, 2); return 1; }
@@ -416,7 +414,7 @@ static int p_index(lua_State *L) {
 /* spawn_process(argv [, opts]) -> process */
 static int l_spawn_process(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2)) return luaL_typeerror(L, 2, "table");
+  if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2)) return luaio_typeerror(L, 2, "table");
   spawn_args a;
   read_args(L, 1, 2, &a, "aio.spawn_process");
   lua_settop(L, 2);

@@ -550,15 +550,46 @@ static int await_k(lua_State *L, int status, lua_KContext base) {
   return lua_gettop(L) - (int)base;
 }
 
-static luaio_task *need_task(lua_State *L) {
+/* Whether the running task may suspend from L: not inside a C call that
+** cannot yield (a table.sort comparator, a gsub callback, __tostring through
+** tostring, __gc, an xpcall message handler), nor in a coroutine resumed
+** from one (coro.c counts those resumes in h->noyield). */
+static int can_wait(lua_State *L, luaio_task *t) {
+  return lua_isyieldable(L) && t->host->noyield == 0;
+}
+
+/* The error of a waiting call made where it cannot wait, raised before
+** anything is armed. `level` is where the waiting function runs. */
+static int raise_wait_error(lua_State *L, luaio_task *t, const char *fname, int level) {
+  if (!fname) fname = luaio_function_name(L, level);
+  luaL_where(L, level + 1);
+  if (t == NULL)
+    lua_pushfstring(L, "%s must be called inside a task (wrap your code in aio.run)", fname);
+  else
+    lua_pushfstring(L, "%s cannot wait here: attempt to yield across a C-call boundary "
+                       "(the task is inside table.sort, string.gsub, tostring, __gc, an xpcall "
+                       "message handler or another call that cannot yield)", fname);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+int luaio_can_wait(lua_State *L) { return running && can_wait(L, running); }
+
+luaio_task *luaio_need_task(lua_State *L, const char *fname) {
   luaio_task *t = running;
-  if (t == NULL) {
-    lua_Debug ar;
-    const char *name = "this function";
-    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) name = ar.name;
-    luaL_error(L, "%s must be called inside a task (wrap your code in aio.run)", name);
-  }
+  if (t == NULL || !can_wait(L, t)) raise_wait_error(L, t, fname, 0);
   return t;
+}
+
+static luaio_task *need_task(lua_State *L) { return luaio_need_task(L, NULL); }
+
+/* core.need_task(fname) -> the running task, for the Lua half's waiting
+** functions: the errors above, positioned at their caller. */
+static int l_need_task(lua_State *L) {
+  luaio_task *t = running;
+  if (t == NULL || !can_wait(L, t)) raise_wait_error(L, t, luaL_optstring(L, 1, NULL), 1);
+  luaio_push_task(L, t);
+  return 1;
 }
 
 /* A cancellation requested while the task was running is delivered at its
@@ -573,7 +604,12 @@ static void raise_pending_cancel(lua_State *L, luaio_task *t) {
 
 int luaio_await(lua_State *L, luaio_cancel_fn on_cancel, void *data,
                 lua_KContext ctx, lua_KFunction k) {
-  luaio_task *t = need_task(L);
+  luaio_task *t = running;
+  if (t == NULL || !can_wait(L, t)) {
+    /* the caller armed its work before asking: abort it, then raise */
+    if (on_cancel) on_cancel(data);
+    raise_wait_error(L, t, NULL, 0);
+  }
   if (t->flags & TF_CANCEL) {
     if (on_cancel) on_cancel(data);
     raise_pending_cancel(L, t);
@@ -643,7 +679,7 @@ static luaio_task *to_task(lua_State *L, int idx) {
 
 luaio_task *luaio_check_task(lua_State *L, int idx) {
   luaio_task *t = to_task(L, idx);
-  if (!t) luaL_typeerror(L, idx, "Task");
+  if (!t) luaio_typeerror(L, idx, "Task");
   return t;
 }
 
@@ -657,7 +693,7 @@ static int l_spawn(lua_State *L) {
   int n = lua_gettop(L);
   if (lua_type(L, 1) != LUA_TFUNCTION) {
     if (!luaL_getmetafield(L, 1, "__call"))
-      return luaL_typeerror(L, 1, "function");
+      return luaio_typeerror(L, 1, "function");
     lua_pop(L, 1);
   }
   if (h->closing) return luaL_error(L, "aio.spawn: the loop is closing");
@@ -710,8 +746,8 @@ static void sleep_cancel(void *data) {
 
 static int l_sleep(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  double sec = luaL_checknumber(L, 1);
-  if (!(sec >= 0)) return luaL_argerror(L, 1, "sleep length must be a non-negative number");
+  double sec = luaio_checknumber(L, 1);
+  if (!(sec >= 0)) return luaio_argerror(L, 1, "sleep length must be a non-negative number");
   luaio_task *t = need_task(L);
   lua_settop(L, 0);
   if (sec == 0) {
@@ -746,7 +782,7 @@ static int suspend_k(lua_State *L, int status, lua_KContext ctx) {
 static int l_suspend(lua_State *L) {
   luaio_task *t = need_task(L);
   const void *owner = lua_topointer(L, 1);
-  if (owner == NULL) return luaL_argerror(L, 1, "a table, function or userdata expected as owner");
+  if (owner == NULL) return luaio_argerror(L, 1, "a table, function or userdata expected as owner");
   if (t->flags & TF_CANCEL) {
     t->flags &= ~TF_CANCEL;
     lua_pushboolean(L, 0);
@@ -841,9 +877,9 @@ static void later_fire(luaio_timer *tm) {
 
 static int l_call_later(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  double sec = luaL_checknumber(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (!(sec >= 0)) return luaL_argerror(L, 1, "delay must be a non-negative number");
+  double sec = luaio_checknumber(L, 1);
+  luaio_checktype(L, 2, LUA_TFUNCTION);
+  if (!(sec >= 0)) return luaio_argerror(L, 1, "delay must be a non-negative number");
   later_timer *lt = lua_newuserdatauv(L, sizeof *lt, 1);
   memset(lt, 0, sizeof *lt);
   luaL_setmetatable(L, "luaio.Timer");
@@ -858,7 +894,7 @@ static int l_call_later(lua_State *L) {
 }
 
 static int l_timer_cancel(lua_State *L) {
-  later_timer *lt = luaL_checkudata(L, 1, "luaio.Timer");
+  later_timer *lt = luaio_checkudata(L, 1, "luaio.Timer");
   int armed = lt->tm.slot != 0;
   luaio_timer_disarm(lt->host, &lt->tm);
   luaL_unref(L, LUA_REGISTRYINDEX, lt->self_ref);
@@ -1012,7 +1048,7 @@ static int t_error(lua_State *L) {
 
 static int t_add_done_callback(lua_State *L) {
   luaio_task *t = luaio_check_task(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaio_checktype(L, 2, LUA_TFUNCTION);
   if (t->state >= TASK_DONE) {        /* already done: call it right away */
     lua_pushvalue(L, 2);
     lua_pushvalue(L, 1);
@@ -1062,11 +1098,11 @@ static int t_index(lua_State *L) {
 /* User fields (name, and anything a program attaches) live in the extras. */
 static int t_newindex(lua_State *L) {
   luaio_check_task(L, 1);
-  if (lua_type(L, 2) != LUA_TSTRING) return luaL_argerror(L, 2, "task fields are named by strings");
+  if (lua_type(L, 2) != LUA_TSTRING) return luaio_argerror(L, 2, "task fields are named by strings");
   const char *k = lua_tostring(L, 2);
   if (strcmp(k, "callbacks") == 0 || strcmp(k, "cancel_error") == 0 || strcmp(k, "traceback") == 0)
     return luaL_error(L, "task field '%s' is reserved", k);
-  if (strcmp(k, "name") == 0 && !lua_isstring(L, 3)) return luaL_argerror(L, 3, "task name must be a string");
+  if (strcmp(k, "name") == 0 && !lua_isstring(L, 3)) return luaio_argerror(L, 3, "task name must be a string");
   push_extras(L, 1, 1);
   lua_pushvalue(L, 2);
   lua_pushvalue(L, 3);
@@ -1177,7 +1213,8 @@ void luaio_open_sched(lua_State *L, luaio_host *h) {
   static const luaL_Reg funcs[] = {
     {"spawn", l_spawn}, {"sleep", l_sleep}, {"suspend", l_suspend}, {"wake", l_wake},
     {"now", l_now}, {"current_task", l_current_task}, {"all_tasks", l_all_tasks},
-    {"stats", l_stats}, {"call_later", l_call_later}, {"is_task", l_is_task}, {NULL, NULL}};
+    {"stats", l_stats}, {"call_later", l_call_later}, {"is_task", l_is_task},
+    {"need_task", l_need_task}, {NULL, NULL}};
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);
   luaL_getmetatable(L, LUAIO_TASK_MT);

@@ -23,14 +23,14 @@ typedef struct { sig_handler *s; } sig_box;
 
 static int signal_by_name(lua_State *L, int idx) {
   if (lua_isinteger(L, idx)) return (int)lua_tointeger(L, idx);
-  const char *name = luaL_checkstring(L, idx);
+  const char *name = luaio_checkstring(L, idx);
   static const struct { const char *n; int s; } sigs[] = {
     {"SIGINT", SIGINT}, {"SIGTERM", SIGTERM}, {"SIGHUP", SIGHUP}, {"SIGQUIT", SIGQUIT},
     {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGWINCH", SIGWINCH}, {"SIGCHLD", SIGCHLD},
     {"SIGALRM", SIGALRM}, {"SIGPIPE", SIGPIPE}, {NULL, 0}};
   for (int i = 0; sigs[i].n; i++)
     if (strcmp(sigs[i].n, name) == 0 || strcmp(sigs[i].n + 3, name) == 0) return sigs[i].s;
-  return luaL_argerror(L, idx, "unknown signal name (use e.g. \"SIGINT\", \"SIGTERM\", \"SIGUSR1\")");
+  return luaio_argerror(L, idx, "unknown signal name (use e.g. \"SIGINT\", \"SIGTERM\", \"SIGUSR1\")");
 }
 
 static void count_user(sig_handler *s, int delta) {
@@ -89,7 +89,7 @@ static sig_handler *start(lua_State *L, luaio_host *h, int signum, uv_signal_cb 
 static int l_on_signal(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
   int signum = signal_by_name(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaio_checktype(L, 2, LUA_TFUNCTION);
   sig_handler *s = start(L, h, signum, on_signal);
   lua_pushvalue(L, 2);
   s->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -126,8 +126,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 static int l_wait_signal(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
   int signum = signal_by_name(L, 1);
-  luaio_task *t = luaio_current(L);
-  if (!t) return luaL_error(L, "aio.wait_signal must be called inside a task (wrap your code in aio.run)");
+  luaio_task *t = luaio_need_task(L, "aio.wait_signal");
   const char *name = lua_tostring(L, 1);
   lua_settop(L, 1);
   lua_pushstring(L, name ? name : "signal");
@@ -138,7 +137,7 @@ static int l_wait_signal(lua_State *L) {
 }
 
 static int h_close(lua_State *L) {
-  sig_box *box = luaL_checkudata(L, 1, SIGNAL_MT);
+  sig_box *box = luaio_checkudata(L, 1, SIGNAL_MT);
   if (box->s) { handler_close(L, box->s); box->s = NULL; }
   return 0;
 }

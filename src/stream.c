@@ -162,7 +162,7 @@ static void stream_close(stream *s) {
 }
 
 static stream *check_stream(lua_State *L, int idx) {
-  stream_box *box = luaL_checkudata(L, idx, STREAM_MT);
+  stream_box *box = luaio_checkudata(L, idx, STREAM_MT);
   if (!box->s) luaio_error(L, "OSError", "EBADF", "the stream is closed");
   return box->s;
 }
@@ -289,7 +289,7 @@ static int try_read(lua_State *L, stream *s, int op) {
   const char *p = s->buf ? s->buf + s->off : "";   /* no buffer before the first byte */
   switch (op) {
     case OP_READ: {
-      lua_Integer n = luaL_optinteger(L, 2, 65536);
+      lua_Integer n = luaio_optinteger(L, 2, 65536);
       if (s->len > 0) {
         size_t take = (size_t)n < s->len ? (size_t)n : s->len;
         lua_pushlstring(L, p, take);
@@ -438,8 +438,7 @@ static int do_read(lua_State *L, int op) {
     return n;
   }
   if (s->reader) return luaL_error(L, "another task is already reading from this stream");
-  luaio_task *t = luaio_current(L);
-  if (!t) return luaL_error(L, "stream reads must be called inside a task (wrap your code in aio.run)");
+  luaio_task *t = luaio_need_task(L, "stream reads");
   s->reader = t;
   start_reading(s);
   if (s->timeout > 0) {
@@ -451,19 +450,19 @@ static int do_read(lua_State *L, int op) {
 
 static int l_read(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) {
-    lua_Integer n = luaL_checkinteger(L, 2);
+    lua_Integer n = luaio_checkinteger(L, 2);
     if (n == -1) {                    /* asyncio's read(-1): everything until EOF */
       lua_settop(L, 1);
       return do_read(L, OP_ALL);
     }
-    if (n <= 0) return luaL_argerror(L, 2, "byte count must be positive (or -1: until EOF)");
+    if (n <= 0) return luaio_argerror(L, 2, "byte count must be positive (or -1: until EOF)");
   }
   return do_read(L, OP_READ);
 }
 
 static int l_read_exactly(lua_State *L) {
-  lua_Integer n = luaL_checkinteger(L, 2);
-  if (n < 0) return luaL_argerror(L, 2, "byte count must not be negative");
+  lua_Integer n = luaio_checkinteger(L, 2);
+  if (n < 0) return luaio_argerror(L, 2, "byte count must not be negative");
   return do_read(L, OP_EXACT);
 }
 
@@ -471,8 +470,8 @@ static int l_readline(lua_State *L) { return do_read(L, OP_LINE); }
 
 static int l_read_until(lua_State *L) {
   size_t len;
-  luaL_checklstring(L, 2, &len);
-  if (len == 0) return luaL_argerror(L, 2, "separator must not be empty");
+  luaio_checklstring(L, 2, &len);
+  if (len == 0) return luaio_argerror(L, 2, "separator must not be empty");
   return do_read(L, OP_UNTIL);
 }
 
@@ -480,9 +479,9 @@ static int l_read_all(lua_State *L) { return do_read(L, OP_ALL); }
 
 /* _read_head("request" | "response") ⏸ -> head | false | nil, status, reason */
 static int l_read_head(lua_State *L) {
-  const char *kind = luaL_checkstring(L, 2);
+  const char *kind = luaio_checkstring(L, 2);
   if (strcmp(kind, "request") != 0 && strcmp(kind, "response") != 0)
-    return luaL_argerror(L, 2, "'request' or 'response' expected");
+    return luaio_argerror(L, 2, "'request' or 'response' expected");
   return do_read(L, OP_HEAD);
 }
 
@@ -534,7 +533,8 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
 static int wait_writer(lua_State *L, stream *s, int what) {
   if (s->writer) return luaL_error(L, "another task is already writing to this stream");
   luaio_task *t = luaio_current(L);
-  if (!t) return 0;   /* outside a task: the data stays queued, nothing waits */
+  /* outside a task, or where it cannot yield: the data stays queued, nothing waits */
+  if (!t || !luaio_can_wait(L)) return 0;
   s->writer = t;
   s->write_wait = what;
   if (s->timeout > 0) {
@@ -634,7 +634,7 @@ static int l_write(lua_State *L) {
   if (s->shut) return luaio_error(L, "OSError", "EPIPE", "cannot write after shutdown()");
   for (int i = 2; i <= n + 1; i++) {
     size_t len;
-    luaL_checklstring(L, i, &len);
+    luaio_checklstring(L, i, &len);
     total += len;
   }
   if (total == 0) return 0;
@@ -663,7 +663,7 @@ static int l_drain(lua_State *L) {
   if (s->write_err) return raise_uv(L, s->write_err, "write");
   if (s->queued == 0) return 0;
   lua_settop(L, 1);
-  if (!luaio_current(L)) return luaL_error(L, "stream:drain must be called inside a task (wrap your code in aio.run)");
+  luaio_need_task(L, "stream:drain");
   return wait_writer(L, s, WAIT_DRAIN);
 }
 
@@ -681,8 +681,7 @@ static int l_shutdown(lua_State *L) {
   stream *s = check_stream(L, 1);
   if (s->shut) return 0;
   if (s->writer) return luaL_error(L, "another task is already writing to this stream");
-  luaio_task *t = luaio_current(L);
-  if (!t) return luaL_error(L, "stream:shutdown must be called inside a task (wrap your code in aio.run)");
+  luaio_task *t = luaio_need_task(L, "stream:shutdown");
   if (s->tls && !s->handshaking && !s->tls_failed) {
     luaio_tls_close_notify(s->tls);
     tls_flush(s);
@@ -702,7 +701,7 @@ static int l_shutdown(lua_State *L) {
 /* ---- other methods ------------------------------------------------------- */
 
 static int l_close(lua_State *L) {
-  stream_box *box = luaL_checkudata(L, 1, STREAM_MT);
+  stream_box *box = luaio_checkudata(L, 1, STREAM_MT);
   if (box->s) {
     stream *s = box->s;
     box->s = NULL;
@@ -723,7 +722,7 @@ static int l_gc(lua_State *L) {
 }
 
 static int l_closed(lua_State *L) {
-  stream_box *box = luaL_checkudata(L, 1, STREAM_MT);
+  stream_box *box = luaio_checkudata(L, 1, STREAM_MT);
   lua_pushboolean(L, box->s == NULL);
   return 1;
 }
@@ -774,8 +773,8 @@ static int l_sockname(lua_State *L) { return names(L, 0); }
 
 static int l_set_timeout(lua_State *L) {
   stream *s = check_stream(L, 1);
-  double sec = luaL_optnumber(L, 2, 0);
-  if (!(sec >= 0)) return luaL_argerror(L, 2, "timeout must be a non-negative number of seconds");
+  double sec = luaio_optnumber(L, 2, 0);
+  if (!(sec >= 0)) return luaio_argerror(L, 2, "timeout must be a non-negative number of seconds");
   s->timeout = sec;
   return 0;
 }
@@ -784,13 +783,13 @@ static int l_set_timeout(lua_State *L) {
 static int l_set_limits(lua_State *L) {
   stream *s = check_stream(L, 1);
   if (!lua_isnoneornil(L, 2)) {
-    lua_Integer v = luaL_checkinteger(L, 2);
-    if (v < 1) return luaL_argerror(L, 2, "limit must be positive");
+    lua_Integer v = luaio_checkinteger(L, 2);
+    if (v < 1) return luaio_argerror(L, 2, "limit must be positive");
     s->limit = (size_t)v;
   }
   if (!lua_isnoneornil(L, 3)) {
-    lua_Integer v = luaL_checkinteger(L, 3);
-    if (v < 0) return luaL_argerror(L, 3, "high-water mark must not be negative");
+    lua_Integer v = luaio_checkinteger(L, 3);
+    if (v < 0) return luaio_argerror(L, 3, "high-water mark must not be negative");
     s->hwm = (size_t)v;
   }
   return 0;
@@ -806,10 +805,10 @@ static int l_buffered(lua_State *L) {
 /* _start_tls(context, server_name) ⏸ : the handshake, waited for as a read */
 static int l_start_tls(lua_State *L) {
   stream *s = check_stream(L, 1);
-  const char *name = luaL_optstring(L, 3, NULL);
+  const char *name = luaio_optstring(L, 3, NULL);
   if (s->tls) return luaL_error(L, "the stream already speaks TLS");
   if (s->reader) return luaL_error(L, "another task is already reading from this stream");
-  if (!luaio_current(L)) return luaL_error(L, "start_tls must be called inside a task (wrap your code in aio.run)");
+  luaio_need_task(L, "start_tls");
   luaio_tls *t = luaio_tls_new(L, 2, name, &s->h->tls_out);
   if (!t) return lua_error(L);
   s->tls = t;
@@ -835,7 +834,7 @@ static int l_tls_info(lua_State *L) {
 }
 
 static int l_tostring(lua_State *L) {
-  stream_box *box = luaL_checkudata(L, 1, STREAM_MT);
+  stream_box *box = luaio_checkudata(L, 1, STREAM_MT);
   lua_pushfstring(L, "Stream<%s>", box->s ? "open" : "closed");
   return 1;
 }
@@ -889,9 +888,9 @@ static int connect_fail(lua_State *L, int r, const char *what) {
 /* tcp_connect(ip, port) ⏸ -> Stream */
 static int l_tcp_connect(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  const char *ip = luaL_checkstring(L, 1);
-  lua_Integer port = luaL_checkinteger(L, 2);
-  if (!luaio_current(L)) return luaL_error(L, "open_connection must be called inside a task (wrap your code in aio.run)");
+  const char *ip = luaio_checkstring(L, 1);
+  lua_Integer port = luaio_checkinteger(L, 2);
+  luaio_need_task(L, "open_connection");
   struct sockaddr_storage addr;
   if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)&addr) != 0 &&
       uv_ip6_addr(ip, (int)port, (struct sockaddr_in6 *)&addr) != 0)
@@ -914,8 +913,8 @@ static int l_tcp_connect(lua_State *L) {
 /* pipe_connect(path) ⏸ -> Stream */
 static int l_pipe_connect(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  const char *path = luaL_checkstring(L, 1);
-  if (!luaio_current(L)) return luaL_error(L, "open_connection must be called inside a task (wrap your code in aio.run)");
+  const char *path = luaio_checkstring(L, 1);
+  luaio_need_task(L, "open_connection");
   stream *s = stream_alloc(h);
   if (!s) return luaL_error(L, "out of memory");
   uv_pipe_init(h->loop, &s->u.pipe, 0);
@@ -963,7 +962,7 @@ static void on_connection(uv_stream_t *server, int status) {
 }
 
 static listener *check_listener(lua_State *L) {
-  listener_box *box = luaL_checkudata(L, 1, LISTENER_MT);
+  listener_box *box = luaio_checkudata(L, 1, LISTENER_MT);
   if (!box->l) luaio_error(L, "OSError", "EBADF", "the server is closed");
   return box->l;
 }
@@ -998,14 +997,13 @@ static int l_accept(lua_State *L) {
     return raise_uv(L, err, "accept");
   }
   if (l->accepter) return luaL_error(L, "another task is already accepting on this server");
-  luaio_task *t = luaio_current(L);
-  if (!t) return luaL_error(L, "accept must be called inside a task (wrap your code in aio.run)");
+  luaio_task *t = luaio_need_task(L, "accept");
   l->accepter = t;
   return luaio_await(L, accept_cancel, l, 0, accept_k);
 }
 
 static int l_listener_close(lua_State *L) {
-  listener_box *box = luaL_checkudata(L, 1, LISTENER_MT);
+  listener_box *box = luaio_checkudata(L, 1, LISTENER_MT);
   listener *l = box->l;
   if (!l) return 0;
   box->l = NULL;
@@ -1067,11 +1065,11 @@ static int listen_fail(lua_State *L, int r, const char *what, const char *where)
 /* tcp_listen(ip, port, backlog, reuseport) -> Listener */
 static int l_tcp_listen(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  const char *ip = luaL_checkstring(L, 1);
-  lua_Integer port = luaL_checkinteger(L, 2);
-  int backlog = (int)luaL_optinteger(L, 3, 511);
+  const char *ip = luaio_checkstring(L, 1);
+  lua_Integer port = luaio_checkinteger(L, 2);
+  int backlog = (int)luaio_optinteger(L, 3, 511);
   int reuseport = lua_toboolean(L, 4);
-  if (port < 0 || port > 65535) return luaL_argerror(L, 2, "port must be within 0..65535");
+  if (port < 0 || port > 65535) return luaio_argerror(L, 2, "port must be within 0..65535");
   struct sockaddr_storage addr;
   int family = AF_INET;
   if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)&addr) != 0) {
@@ -1100,8 +1098,8 @@ static int l_tcp_listen(lua_State *L) {
 /* pipe_listen(path, backlog) -> Listener */
 static int l_pipe_listen(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  const char *path = luaL_checkstring(L, 1);
-  int backlog = (int)luaL_optinteger(L, 2, 511);
+  const char *path = luaio_checkstring(L, 1);
+  int backlog = (int)luaio_optinteger(L, 2, 511);
   listener *l = push_listener(L, h);
   lua_insert(L, 1);                      /* the listener at 1, path still alive */
   l->is_pipe = 1;

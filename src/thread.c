@@ -282,8 +282,7 @@ static void job_cancel(void *data) {
 static int l_to_thread(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
   int n = lua_gettop(L);
-  luaio_task *t = luaio_current(L);
-  if (!t) return luaL_error(L, "aio.to_thread must be called inside a task (wrap your code in aio.run)");
+  luaio_task *t = luaio_need_task(L, "aio.to_thread");
   job *j = calloc(1, sizeof *j);
   if (!j) return luaL_error(L, "out of memory");
   if (lua_type(L, 1) == LUA_TSTRING) {
@@ -292,13 +291,13 @@ static int l_to_thread(lua_State *L) {
     const char *dot = strrchr(name, '.');
     if (!dot || dot == name || dot[1] == '\0') {
       free_job(j);
-      return luaL_argerror(L, 1, "expected \"module.function\"");
+      return luaio_argerror(L, 1, "expected \"module.function\"");
     }
     j->code = malloc(len + 1);
     memcpy(j->code, name, len + 1);
     j->by_name = 1;
   } else if (lua_type(L, 1) == LUA_TFUNCTION) {
-    if (lua_iscfunction(L, 1)) { free_job(j); return luaL_argerror(L, 1, "a C function cannot move to another Lua state"); }
+    if (lua_iscfunction(L, 1)) { free_job(j); return luaio_argerror(L, 1, "a C function cannot move to another Lua state"); }
     for (int i = 1;; i++) {
       const char *up = lua_getupvalue(L, 1, i);
       if (!up) break;
@@ -317,7 +316,7 @@ static int l_to_thread(lua_State *L) {
     j->code_len = code.len;
   } else {
     free_job(j);
-    return luaL_typeerror(L, 1, "function or \"module.function\" string");
+    return luaio_typeerror(L, 1, "function or \"module.function\" string");
   }
   for (int i = 2; i <= n; i++) {
     char path[32];

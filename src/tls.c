@@ -186,7 +186,7 @@ static int is_ip_address(const char *s) {
 }
 
 luaio_tls *luaio_tls_new(lua_State *L, int ctx_idx, const char *server_name, luaio_tls_out *out) {
-  tls_ctx *c = luaL_checkudata(L, ctx_idx, CTX_MT);
+  tls_ctx *c = luaio_checkudata(L, ctx_idx, CTX_MT);
   uv_once(&glue_once, glue_init);
   luaio_tls *t = calloc(1, sizeof *t);
   if (!t) { lua_pushstring(L, "out of memory"); return NULL; }
@@ -389,14 +389,14 @@ static unsigned char *alpn_wire(lua_State *L, size_t *len) {
 }
 
 static int ctx_gc(lua_State *L) {
-  tls_ctx *c = luaL_checkudata(L, 1, CTX_MT);
+  tls_ctx *c = luaio_checkudata(L, 1, CTX_MT);
   if (c->ctx) { SSL_CTX_free(c->ctx); c->ctx = NULL; }
   return 0;
 }
 
 /* tls_context{server=, verify=, ca_file=, cert_file=, key_file=, alpn=} -> TLSContext */
 static int l_tls_context(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  luaio_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   lua_getfield(L, 1, "server");
   int server = lua_toboolean(L, -1);

@@ -35,7 +35,7 @@ static void on_udp_closed(uv_handle_t *handle) {
 }
 
 static udp_sock *check_udp(lua_State *L) {
-  udp_box *box = luaL_checkudata(L, 1, UDP_MT);
+  udp_box *box = luaio_checkudata(L, 1, UDP_MT);
   if (!box->u) luaio_error(L, "OSError", "EBADF", "the socket is closed");
   return box->u;
 }
@@ -106,8 +106,7 @@ static int l_recvfrom(lua_State *L) {
   }
   if (u->err) { int e = u->err; u->err = 0; return luaio_uverror(L, "OSError", e, "recvfrom"); }
   if (u->receiver) return luaL_error(L, "another task is already receiving on this socket");
-  luaio_task *t = luaio_current(L);
-  if (!t) return luaL_error(L, "recvfrom must be called inside a task (wrap your code in aio.run)");
+  luaio_task *t = luaio_need_task(L, "recvfrom");
   if (!u->receiving) {
     int r = uv_udp_recv_start(&u->handle, on_alloc, on_recv);
     if (r < 0) return luaio_uverror(L, "OSError", r, "recvfrom");
@@ -140,12 +139,12 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx);
 ** picks an address of the socket's own family. */
 static int l_sendto(lua_State *L) {
   udp_sock *u = check_udp(L);
-  if (!luaio_current(L)) return luaL_error(L, "sendto must be called inside a task (wrap your code in aio.run)");
+  luaio_need_task(L, "sendto");
   size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
-  const char *ip = luaL_checkstring(L, 3);
-  lua_Integer port = luaL_checkinteger(L, 4);
-  if (port < 1 || port > 65535) return luaL_argerror(L, 4, "port must be within 1..65535");
+  const char *data = luaio_checklstring(L, 2, &len);
+  const char *ip = luaio_checkstring(L, 3);
+  lua_Integer port = luaio_checkinteger(L, 4);
+  if (port < 1 || port > 65535) return luaio_argerror(L, 4, "port must be within 1..65535");
   struct sockaddr_storage ss;
   if (!numeric_addr(ip, (int)port, &ss)) {
     struct sockaddr_storage own;
@@ -186,7 +185,7 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int l_udp_close(lua_State *L) {
-  udp_box *box = luaL_checkudata(L, 1, UDP_MT);
+  udp_box *box = luaio_checkudata(L, 1, UDP_MT);
   udp_sock *u = box->u;
   if (!u) return 0;
   box->u = NULL;
@@ -223,9 +222,9 @@ static int l_udp_sockname(lua_State *L) {
 /* udp_bind(ip, port) -> socket */
 static int l_udp_bind(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  const char *ip = luaL_checkstring(L, 1);
-  lua_Integer port = luaL_optinteger(L, 2, 0);
-  if (port < 0 || port > 65535) return luaL_argerror(L, 2, "port must be within 0..65535");
+  const char *ip = luaio_checkstring(L, 1);
+  lua_Integer port = luaio_optinteger(L, 2, 0);
+  if (port < 0 || port > 65535) return luaio_argerror(L, 2, "port must be within 0..65535");
   struct sockaddr_storage ss;
   parse_addr(L, ip, (int)port, &ss);
   udp_sock *u = calloc(1, sizeof *u);

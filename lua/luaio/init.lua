@@ -11,13 +11,46 @@ end
 local hooks = core.hooks
 hooks.spawn = core.spawn
 
--- The Lua half's waiting functions start with this: the running task, or the
--- contract's error, positioned at the caller of the function that asked.
-local current_task = core.current_task
-function core.need_task(fname)
-  local me = current_task()
-  if not me then error(fname .. " must be called inside a task (wrap your code in aio.run)", 3) end
-  return me
+-- The Lua half's waiting functions start with core.need_task(fname) (C): the
+-- running task, or the contract's error ("must be called inside a task", or
+-- "cannot wait here" where the task cannot yield), at the caller's line,
+-- before anything is armed.
+
+-- Argument checks with Lua's own message shape, at the caller's line:
+-- "bad argument #N to 'aio.NAME' (T expected, got U)". `n` counts like Lua's
+-- (a method's self is #1 and reported as "bad self"); these check an argument
+-- of the function that calls them.
+local arg_error, type_name = core.arg_error, core.type_name
+local type = type
+function core.check_type(v, n, tname)
+  if type(v) ~= tname then arg_error(n, tname .. " expected, got " .. type_name(v), 2) end
+  return v
+end
+function core.check_opt_type(v, n, tname)
+  if v ~= nil and type(v) ~= tname then arg_error(n, tname .. " expected, got " .. type_name(v), 2) end
+  return v
+end
+local function callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and rawget(mt, "__call") ~= nil
+end
+core.callable = callable
+function core.check_callable(v, n)
+  if not callable(v) then arg_error(n, "function expected, got " .. type_name(v), 2) end
+  return v
+end
+-- self must be an object of metatable mt (whose __name says what it is)
+function core.check_self(self, mt)
+  if getmetatable(self) ~= mt then arg_error(1, mt.__name .. " expected, got " .. type_name(self), 2) end
+  return self
+end
+-- a number, not NaN; min (optional) is the least value allowed
+function core.check_number(v, n, min)
+  if type(v) ~= "number" then arg_error(n, "number expected, got " .. type_name(v), 2) end
+  if v ~= v then arg_error(n, "number expected, got NaN", 2) end
+  if min and v < min then arg_error(n, ("number >= %s expected, got %s"):format(min, v), 2) end
+  return v
 end
 
 -- Raise a new luaio error: aio.raise("TimeoutError", "msg", {extra fields})
