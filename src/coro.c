@@ -27,10 +27,14 @@ static int do_resume(lua_State *L, lua_State *co, int narg, int wrap, int base) 
   lua_xmove(L, co, narg);
   /* resumed where L cannot yield: a wait inside co could not reach the
   ** scheduler, so waiting calls in it must raise at once (sched.c) */
-  luaio_host *h = lua_isyieldable(L) ? NULL : luaio_host_get(L);
-  if (h) h->noyield++;
+  luaio_task *t = luaio_current(L);
+  luaio_host *h = t ? t->host : NULL;
+  int noyield = h && !lua_isyieldable(L);
+  if (noyield) h->noyield++;
+  if (h) h->executing = co;
   status = lua_resume(co, L, narg, &nres);
-  if (h) h->noyield--;
+  if (h) luaio_interrupt_handoff(h, co, L);
+  if (noyield) h->noyield--;
   if (status == LUA_YIELD && nres == 1 && lua_touserdata(co, -1) == &luaio_yield_marker) {
     lua_pop(co, 1);
     lua_settop(L, base);

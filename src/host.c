@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <lualib.h>
 #include "luaio_int.h"
 
@@ -43,6 +44,7 @@ static void host_teardown(luaio_host *h) {
     /* only our own handles are closing: a few non-blocking turns finish them */
     for (int i = 0; i < 4; i++) uv_run(h->loop, UV_RUN_NOWAIT);
   }
+  luaio_watchdog_stop(h);
   luaio_sched_free(h);
   free(h->scratch);
   h->scratch = NULL;
@@ -139,10 +141,10 @@ static void on_signal(uv_signal_t *sig, int signum) {
     lua_pop(h->L, 1);
     return;
   }
-  /* a second signal while cleaning up: stop at once */
-  uv_signal_stop(sig);
-  signal(signum, SIG_DFL);
-  raise(signum);
+  /* a second signal while cleaning up: stop at once, with the shell's status */
+  fflush(stdout);
+  fflush(stderr);
+  _exit(128 + signum);
 }
 
 static void push_deadlock(lua_State *co) {
@@ -194,6 +196,7 @@ static void run_until(luaio_host *h, luaio_task *t) {
   uv_signal_start(&sigterm, on_signal, SIGTERM);
   uv_unref((uv_handle_t *)&sigint);
   uv_unref((uv_handle_t *)&sigterm);
+  luaio_interrupt_start(h);
   while (t->state < TASK_DONE) {
     uv_run(h->loop, UV_RUN_ONCE);
     if (t->state < TASK_DONE && h->ring_len == 0 && h->native_waits == 0 && !uv_loop_alive(h->loop)) {
@@ -206,6 +209,7 @@ static void run_until(luaio_host *h, luaio_task *t) {
   }
   call_hook(h, "main_done");      /* debug mode lists what is left, before it is cancelled */
   cancel_rest(h);
+  luaio_interrupt_stop(h);
   uv_close((uv_handle_t *)&sigint, NULL);
   uv_close((uv_handle_t *)&sigterm, NULL);
   uv_run(h->loop, UV_RUN_NOWAIT);
@@ -287,12 +291,27 @@ static int l_run(lua_State *L) {
 static int l_set_debug(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
   h->debug = lua_toboolean(L, 1);
-  if (lua_istable(L, 2)) {
+  if (!lua_isnoneornil(L, 2)) {
+    luaio_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "slow_callback");
-    if (lua_isnumber(L, -1)) h->slow_callback = lua_tonumber(L, -1);
+    if (!lua_isnil(L, -1)) {
+      double sec = lua_tonumber(L, -1);
+      if (!lua_isnumber(L, -1) || !(sec > 0))
+        return luaio_argerror(L, 2, "slow_callback: a positive number of seconds expected");
+      h->slow_callback = sec;
+    }
     lua_pop(L, 1);
   }
+  if (h->debug && h->running) luaio_watchdog_start(h);
   return 0;
+}
+
+/* core.interrupted() -> "SIGINT" | "SIGTERM" | nil: the signal that cancelled the main task */
+static int l_interrupted(lua_State *L) {
+  luaio_host *h = luaio_upvalue_host(L);
+  if (h->sigint_seen) lua_pushstring(L, h->sigint_seen == SIGINT ? "SIGINT" : "SIGTERM");
+  else lua_pushnil(L);
+  return 1;
 }
 
 static int l_get_debug(lua_State *L) {
@@ -304,7 +323,8 @@ static int l_get_debug(lua_State *L) {
 
 void luaio_open_host(lua_State *L, luaio_host *h) {
   static const luaL_Reg funcs[] = {
-    {"run", l_run}, {"set_debug", l_set_debug}, {"get_debug", l_get_debug}, {NULL, NULL}};
+    {"run", l_run}, {"set_debug", l_set_debug}, {"get_debug", l_get_debug},
+    {"interrupted", l_interrupted}, {NULL, NULL}};
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);
 }

@@ -2,6 +2,7 @@
 #ifndef LUAIO_INT_H
 #define LUAIO_INT_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <lua.h>
@@ -102,6 +103,15 @@ struct luaio_host {
   int sigint_seen;           /* the signal that cancelled the main task */
   int main_is_chunk;         /* the main task runs a loaded chunk (a script) */
   int noyield;               /* coroutines resumed inside calls that cannot yield */
+  /* interrupt.c: reaching a task that never yields (signals, debug watchdog) */
+  lua_State *volatile executing;            /* the Lua thread running now, if any */
+  volatile sig_atomic_t interrupt_signal;   /* for the hook to raise */
+  volatile sig_atomic_t watchdog_report;    /* for the hook to report */
+  volatile uint32_t run_seq, run_since_seq; /* resumes so far; the one run_since is of */
+  int watchdog_running, watchdog_stop;
+  uv_thread_t watchdog;
+  uv_mutex_t watchdog_lock;
+  uv_cond_t watchdog_cond;
   int user_signal_handlers;  /* open on_signal/wait_signal for SIGINT/SIGTERM: no default */
 };
 
@@ -120,6 +130,13 @@ void luaio_drain(luaio_host *h);
 void luaio_push_task(lua_State *L, luaio_task *t);
 int luaio_uncaught_report(lua_State *L, int idx);
 void luaio_report_unretrieved(luaio_host *h);
+
+/* interrupt.c */
+void luaio_interrupt_start(luaio_host *h);
+void luaio_interrupt_stop(luaio_host *h);
+void luaio_interrupt_handoff(luaio_host *h, lua_State *co, lua_State *next);
+void luaio_watchdog_start(luaio_host *h);
+void luaio_watchdog_stop(luaio_host *h);
 
 /* host.c */
 luaio_host *luaio_host_get(lua_State *L);  /* from the registry */

@@ -347,11 +347,17 @@ static void run_task(luaio_host *h, luaio_task *t) {
   running = t;
   char where[256];
   int timed = h->debug;
+  h->run_seq++;
   if (timed) {
     describe_position(co, t, where, sizeof where);
     h->run_since = uv_hrtime() / 1e9;
+    h->run_since_seq = h->run_seq;
   }
+  h->current = t;
+  h->executing = co;
   int status = lua_resume(co, h->L, nargs, &nres);
+  luaio_interrupt_handoff(h, co, NULL);
+  h->current = NULL;
   running = outer;
   h->switches++;
   if (timed) {
@@ -386,9 +392,28 @@ static void run_task(luaio_host *h, luaio_task *t) {
   finish(h, t, nres);
 }
 
+static int tostring_protected(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* Log the error on top (and pop it): a callback's error is reported, never
+** raised into the loop. Its __tostring may raise too. */
 static void report_callback_error(lua_State *L, const char *what) {
-  fprintf(stderr, "luaio: error in %s: %s\n", what, luaL_tolstring(L, -1, NULL));
-  lua_pop(L, 2);
+  lua_pushcfunction(L, tostring_protected);
+  lua_insert(L, -2);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "(error object whose __tostring fails)");
+  }
+  fprintf(stderr, "luaio: error in %s: %s\n", what, lua_tostring(L, -1));
+  fflush(stderr);
+  lua_pop(L, 1);
+}
+
+/* Call the function at -2 with the task at -1, protected; an error is logged. */
+static void call_done_callback(lua_State *L) {
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) report_callback_error(L, "a done callback");
 }
 
 /* Pop a done callback of t (the task at ti) and run it: wake a waiting
@@ -401,11 +426,7 @@ static void run_callback(lua_State *L, luaio_task *t, int ti) {
     return;
   }
   lua_pushvalue(L, ti);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    report_callback_error(L, "a done callback");
-  }
+  call_done_callback(L);
 }
 
 static void finish(luaio_host *h, luaio_task *t, int nres) {
@@ -867,11 +888,7 @@ static void later_fire(luaio_timer *tm) {
   luaL_unref(L, LUA_REGISTRYINDEX, lt->self_ref);
   lt->self_ref = LUA_NOREF;
   lua_getiuservalue(L, -1, 1);
-  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    report_callback_error(L, "a call_later callback");
-  }
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) report_callback_error(L, "a call_later callback");
   lua_pop(L, 1);
 }
 
@@ -937,23 +954,31 @@ static int task_outcome(lua_State *L, luaio_task *t) {
   return lua_error(L);
 }
 
+static int wait_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Suspend the running task until t ends (its done callback wakes it). */
+static int wait_for_task(lua_State *L, luaio_task *self, luaio_task *t) {
+  lua_settop(L, 0);
+  self->state = TASK_WAITING;
+  self->on_cancel = NULL;
+  self->owner = t;
+  lua_pushlightuserdata(L, &luaio_yield_marker);
+  return lua_yieldk(L, 1, (lua_KContext)t, wait_k);
+}
+
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   luaio_task *self = running;
   luaio_task *t = (luaio_task *)ctx;
   if (self->flags & TF_RAISE) {
-    /* the waiter was cancelled: like `await task` in asyncio, the awaited
-    ** task is cancelled with it, with the same message (aio.shield is the
-    ** way around). */
+    /* the waiter was cancelled: as `await task` in asyncio, the cancellation
+    ** goes to t (same message) and the waiter keeps waiting for t's outcome,
+    ** which it then gets (aio.shield is the way around). */
     self->flags &= ~TF_RAISE;
-    int msg = 0;
-    if (is_cancelled_error(L, -1)) {
-      lua_getfield(L, -1, "message");
-      msg = lua_gettop(L);
-    }
-    luaio_cancel(L, t, msg);
-    if (msg) lua_pop(L, 1);
-    return lua_error(L);
+    if (!is_cancelled_error(L, -1) || t->state >= TASK_DONE) return lua_error(L);
+    lua_getfield(L, -1, "message");
+    luaio_cancel(L, t, lua_gettop(L));
+    return wait_for_task(L, self, t);    /* still in t's callbacks */
   }
   return task_outcome(L, t);
 }
@@ -985,16 +1010,18 @@ static int t_wait(lua_State *L) {
   luaio_task *t = luaio_check_task(L, 1);
   luaio_task *self = need_task(L);      /* even for a finished task: t:result() is the way outside */
   if (t->state >= TASK_DONE) return task_outcome(L, t);
-  if (self == t) return luaL_error(L, "a task cannot wait for itself");
-  if (self->flags & TF_CANCEL) { luaio_cancel(L, t, 0); raise_pending_cancel(L, self); }
+  if (self == t) return luaio_error(L, "InvalidStateError", NULL, "a task cannot wait for itself");
+  if (self->flags & TF_CANCEL) {       /* a cancel asked while running: it goes to t */
+    self->flags &= ~TF_CANCEL;
+    luaio_push_task(L, self);
+    push_extras(L, -1, 1);
+    lua_getfield(L, -1, "cancel_error");
+    lua_getfield(L, -1, "message");
+    luaio_cancel(L, t, lua_gettop(L));
+  }
   luaio_push_task(L, self);
   add_callback(L, 1, -1);
-  lua_settop(L, 0);
-  self->state = TASK_WAITING;
-  self->on_cancel = NULL;
-  self->owner = t;
-  lua_pushlightuserdata(L, &luaio_yield_marker);
-  return lua_yieldk(L, 1, (lua_KContext)t, wait_k);
+  return wait_for_task(L, self, t);
 }
 
 static int t_cancel(lua_State *L) {
@@ -1005,7 +1032,7 @@ static int t_cancel(lua_State *L) {
 
 static int t_uncancel(lua_State *L) {
   luaio_task *t = luaio_check_task(L, 1);
-  if (t->cancels > 0) t->cancels--;
+  if (t->cancels > 0 && --t->cancels == 0) t->flags &= ~TF_CANCEL;   /* as asyncio 3.13 */
   lua_pushinteger(L, t->cancels);
   return 1;
 }
@@ -1052,7 +1079,7 @@ static int t_add_done_callback(lua_State *L) {
   if (t->state >= TASK_DONE) {        /* already done: call it right away */
     lua_pushvalue(L, 2);
     lua_pushvalue(L, 1);
-    lua_call(L, 1, 0);
+    call_done_callback(L);
     return 0;
   }
   add_callback(L, 1, 2);

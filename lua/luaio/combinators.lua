@@ -10,20 +10,50 @@ return function(aio, core)
   local T_done, T_status, T_result, T_error, T_cancel = M.done, M.status, M.result, M.error, M.cancel
   local T_add_done_callback, T_wait, T_uncancel, T_cancelling = M.add_done_callback, M.wait, M.uncancel, M.cancelling
 
-  local need_task = core.need_task
+  local need_task, current_task = core.need_task, core.current_task
+  local arg_error, type_name, callable = core.arg_error, core.type_name, core.callable
 
   local is_task = core.is_task
 
-  local function as_task(item, fname, i)
-    local ty = type(item)
-    if ty == "function" then return spawn(item) end
-    if ty == "userdata" and item.cancel and item.wait then return item end
-    error(("%s: item %s is a %s, expected a Task or a function"):format(fname, i or 1, ty), 3)
+  local function invalid_state(msg) error(new_error("InvalidStateError", msg), 3) end
+
+  -- item i of argument `n` of the public function calling as_task (level 3
+  -- for arg_error, counted from as_task):
+  -- a Task, or a function to spawn (unless `start` is false)
+  local function as_task(item, n, i, start, level)
+    level = level or 2
+    if is_task(item) then
+      if item == current_task() then invalid_state("a task cannot wait for itself") end
+      return item
+    end
+    if callable(item) then
+      if start == false then return nil end
+      return spawn(item)
+    end
+    if i then arg_error(n, ("item %d: Task or function expected, got %s"):format(i, type_name(item)), level) end
+    arg_error(n, "Task or function expected, got " .. type_name(item), level)
   end
 
-  local function check_seconds(sec, fname)
+  local function check_list(list, n)
+    if type(list) ~= "table" or is_task(list) then
+      arg_error(n, "array of tasks or functions expected, got " .. type_name(list), 2)
+    end
+    local count = list.n or #list
+    if math.type(count) ~= "integer" then arg_error(n, "list.n must be an integer", 2) end
+    return count
+  end
+
+  local function check_opts(opts, n)
+    if opts ~= nil and type(opts) ~= "table" then arg_error(n, "table expected, got " .. type_name(opts), 2) end
+    return opts or {}
+  end
+
+  -- seconds (argument n, or option `field` of argument n): nil, or a number, not NaN
+  local function check_seconds(sec, n, field)
+    if sec == nil then return nil end
     if type(sec) ~= "number" or sec ~= sec then
-      error(("%s: timeout must be a number of seconds, got %s"):format(fname, tostring(sec)), 3)
+      local got = type(sec) == "number" and "NaN" or type_name(sec)
+      arg_error(n, (field and field .. ": " or "") .. "number of seconds expected, got " .. got, 2)
     end
     if sec < 0 then sec = 0 end
     return sec
@@ -35,12 +65,13 @@ return function(aio, core)
 
   -- gather ---------------------------------------------------------------
   function aio.gather(list, opts)
-    if type(list) ~= "table" then error("aio.gather: array of tasks or functions expected, got " .. type(list), 2) end
+    local n = check_list(list, 1)
+    opts = check_opts(opts, 2)
     local me = need_task("aio.gather")
-    local n = list.n or #list
+    for i = 1, n do as_task(list[i], 1, i, false) end     -- all checked before any starts
     local tasks = {}
-    for i = 1, n do tasks[i] = as_task(list[i], "aio.gather", i) end
-    local return_exceptions = opts and opts.return_exceptions
+    for i = 1, n do tasks[i] = as_task(list[i], 1, i) end
+    local return_exceptions = opts.return_exceptions
     local results = { n = n }
     local pending, first_bad = 0, nil
     local function on_done(t)
@@ -51,11 +82,13 @@ return function(aio, core)
       end
       if pending == 0 or first_bad then wake(me, results) end
     end
+    local seen = {}
     for i = 1, n do
       local t = tasks[i]
       if T_done(t) then
         if T_status(t) ~= "done" and not return_exceptions and not first_bad then first_bad = t end
-      else
+      elseif not seen[t] then              -- a task listed twice is waited for once
+        seen[t] = true
         pending = pending + 1
         T_add_done_callback(t, on_done)
       end
@@ -79,89 +112,87 @@ return function(aio, core)
     return results
   end
 
-  -- waiting for one task with a deadline ----------------------------------
-  local function wait_done(me, t, sec)
-    -- returns "done", "timeout", or false, err when the waiter is cancelled
-    local token = {}
-    local timer = sec and call_later(sec, function() wake(me, token, "timeout") end)
-    T_add_done_callback(t, function() wake(me, token, "done") end)
-    local ok, why = suspend(token)
-    if timer then timer:cancel() end
-    if not ok then return false, why end
-    return why
-  end
-
-  function aio.wait_for(item, sec)
-    local me = need_task("aio.wait_for")
-    local t = as_task(item, "aio.wait_for")
-    if sec == nil then return T_wait(t) end
-    sec = check_seconds(sec, "aio.wait_for")
-    if not T_done(t) then
-      local why, err = wait_done(me, t, sec)
-      if why == false then T_cancel(t); error(err, 0) end
-      if why == "timeout" and not T_done(t) then
-        T_cancel(t)
-        -- wait for it to finish cancelling; a cancel of ours now still waits
-        local cancelled_err
-        while not T_done(t) do
-          local w, e = wait_done(me, t, nil)
-          if w == false then cancelled_err = e end
-        end
-        if cancelled_err then error(cancelled_err, 0) end
-        T_error(t)
-        error(timeout_error(sec), 2)
+  -- deadlines (asyncio's timeouts.py) --------------------------------------
+  -- A scope remembers the task's cancelling() count on entry; on expiry it
+  -- cancels the task; on exit, if it expired, it takes its cancellation back
+  -- (uncancel) and turns the CancelledError into a TimeoutError only when
+  -- no other cancellation is left above the count it started with. So a
+  -- task that once caught a CancelledError still gets TimeoutErrors, and an
+  -- inner scope never swallows an outer scope's expiry (nor a real cancel).
+  local function exit_scope(me, scope, sec, ok, ...)
+    scope.timer:cancel()
+    if scope.state == "expiring" then
+      scope.state = "expired"
+      -- wait_for (strict) raises on its expiry even when the item swallowed
+      -- the cancellation and returned (the contract's §2)
+      if T_uncancel(me) <= scope.cancelling and (ok and scope.strict or not ok and is_error((...), "CancelledError")) then
+        error(timeout_error(sec), 3)
       end
     end
-    return T_wait(t)
-  end
-
-  -- timeout scopes --------------------------------------------------------
-  local expired_scopes = setmetatable({}, { __mode = "k" })
-
-  local function finish_scope(ok, ...)
+    scope.state = "exited"
     if ok then return ... end
     error((...), 0)
   end
 
-  function aio.timeout(sec, fn, ...)
-    local me = need_task("aio.timeout")
-    if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
-      error("aio.timeout: function expected as argument #2, got " .. type(fn), 2)
-    end
-    if sec == nil or sec == math_huge then return fn(...) end
-    sec = check_seconds(sec, "aio.timeout")
-    local expired = false
-    local timer = call_later(sec, function()
-      expired = true
-      expired_scopes[me] = (expired_scopes[me] or 0) + 1
-      T_cancel(me, "timeout")
-    end)
-    local r = pack(pcall(fn, ...))
-    timer:cancel()
-    if expired then
-      local still_expired = expired_scopes[me] - 1
-      expired_scopes[me] = still_expired > 0 and still_expired or nil
-      local left = T_uncancel(me)
-      -- ours unless someone else asked for a cancellation too
-      if not r[1] and is_error(r[2], "CancelledError") and left <= still_expired then
-        error(timeout_error(sec), 2)
+  local function with_deadline(me, sec, strict, fn, ...)
+    local scope = { state = "entered", cancelling = T_cancelling(me), strict = strict }
+    scope.timer = call_later(sec, function()
+      if scope.state == "entered" then
+        scope.state = "expiring"
+        T_cancel(me)
       end
+    end)
+    return exit_scope(me, scope, sec, pcall(fn, ...))
+  end
+
+  function aio.timeout(sec, fn, ...)
+    sec = check_seconds(sec, 1)
+    if not callable(fn) then arg_error(2, "function expected, got " .. type_name(fn)) end
+    local me = need_task("aio.timeout")
+    if sec == nil or sec == math_huge then return fn(...) end
+    return with_deadline(me, sec, false, fn, ...)
+  end
+
+  function aio.wait_for(item, sec)
+    sec = check_seconds(sec, 2)
+    local me = need_task("aio.wait_for")
+    local t = as_task(item, 1, nil, false)
+    if t == nil then                        -- a function
+      if sec == 0 then error(timeout_error(sec), 2) end   -- not started
+      t = spawn(item)
     end
-    return finish_scope(unpack(r, 1, r.n))
+    if sec == nil or sec == math_huge or T_done(t) then return T_wait(t) end
+    -- cancelling the waiter (or the deadline) cancels t and waits for it
+    return with_deadline(me, sec, true, T_wait, t)
+  end
+
+  -- a list treated as a set of tasks (functions are spawned)
+  local function task_set(list)
+    local n = list.n or #list
+    for i = 1, n do as_task(list[i], 1, i, false, 3) end
+    local tasks, seen = {}, {}
+    for i = 1, n do
+      local t = as_task(list[i], 1, i, true, 3)
+      if not seen[t] then seen[t] = true tasks[#tasks + 1] = t end
+    end
+    return tasks
   end
 
   -- wait ------------------------------------------------------------------
+  local return_whens = { ALL_COMPLETED = true, FIRST_COMPLETED = true, FIRST_EXCEPTION = true }
+
   function aio.wait(list, opts)
-    if type(list) ~= "table" then error("aio.wait: array of tasks or functions expected", 2) end
-    local me = need_task("aio.wait")
-    opts = opts or {}
+    check_list(list, 1)
+    opts = check_opts(opts, 2)
     local when = opts.return_when or "ALL_COMPLETED"
-    if when ~= "ALL_COMPLETED" and when ~= "FIRST_COMPLETED" and when ~= "FIRST_EXCEPTION" then
-      error("aio.wait: return_when must be ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION, got " .. tostring(when), 2)
+    if not return_whens[when] then
+      arg_error(2, "return_when: ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION expected, got " .. tostring(when))
     end
-    local n = list.n or #list
-    local tasks = {}
-    for i = 1, n do tasks[i] = as_task(list[i], "aio.wait", i) end
+    local timeout = check_seconds(opts.timeout, 2, "timeout")
+    local me = need_task("aio.wait")
+    local tasks = task_set(list)
+    local n = #tasks
+    if n == 0 then arg_error(1, "non-empty array of tasks expected, got an empty one") end
     local token = {}
     local function satisfied()
       local ndone, bad = 0, false
@@ -177,10 +208,10 @@ return function(aio, core)
       if when == "FIRST_EXCEPTION" then return bad end
       return false
     end
-    if n > 0 and not satisfied() then
+    if not satisfied() then
       local function poke() wake(me, token) end
       for i = 1, n do if not T_done(tasks[i]) then T_add_done_callback(tasks[i], poke) end end
-      local timer = opts.timeout and call_later(check_seconds(opts.timeout, "aio.wait"), function() wake(me, token, "timeout") end)
+      local timer = timeout and call_later(timeout, function() wake(me, token, "timeout") end)
       repeat
         local ok, why = suspend(token)
         if not ok then
@@ -200,18 +231,20 @@ return function(aio, core)
 
   -- as_completed ----------------------------------------------------------
   function aio.as_completed(list, timeout)
-    if type(list) ~= "table" then error("aio.as_completed: array of tasks or functions expected", 2) end
-    local n = list.n or #list
+    check_list(list, 1)
+    timeout = check_seconds(timeout, 2)
+    local tasks = task_set(list)
+    local n = #tasks
     local finished, head, tail = {}, 1, 0
     local waiter, token = nil, {}
-    local deadline = timeout and (core.now() + check_seconds(timeout, "aio.as_completed"))
+    local deadline = timeout and (core.now() + timeout)
     local function on_done(t)
       tail = tail + 1
       finished[tail] = t
       if waiter then wake(waiter, token) end
     end
     for i = 1, n do
-      local t = as_task(list[i], "aio.as_completed", i)
+      local t = tasks[i]
       if T_done(t) then on_done(t) else T_add_done_callback(t, on_done) end
     end
     return function()
@@ -236,21 +269,30 @@ return function(aio, core)
   end
 
   -- shield ----------------------------------------------------------------
+  local function wait_done(me, t)
+    -- true when t is done, or false, err when the waiter is cancelled
+    local token = {}
+    T_add_done_callback(t, function() wake(me, token) end)
+    return suspend(token)
+  end
+
   function aio.shield(item)
     local me = need_task("aio.shield")
-    local t = as_task(item, "aio.shield")
+    local t = as_task(item, 1)
     if not T_done(t) then
-      local why, err = wait_done(me, t, nil)
-      if why == false then error(err, 0) end   -- t goes on
+      local ok, err = wait_done(me, t)
+      if not ok then error(err, 0) end     -- t goes on
     end
     return T_wait(t)
   end
 
   -- task groups -----------------------------------------------------------
-  local Group = {}
+  local Group = { __name = "luaio.TaskGroup" }
   Group.__index = Group
 
   function Group:spawn(fn, ...)
+    if getmetatable(self) ~= Group then arg_error(1, "luaio.TaskGroup expected, got " .. type_name(self)) end
+    if not callable(fn) then arg_error(2, "function expected, got " .. type_name(fn)) end
     if self._closed then error("task group is finished: cannot spawn into it", 2) end
     local t = spawn(fn, ...)
     self._pending = self._pending + 1
@@ -259,9 +301,16 @@ return function(aio, core)
     return t
   end
 
+  -- several errors: one luaio error carrying them all (each passes unchanged)
+  local function group_error(errors)
+    if #errors == 1 then return errors[1] end
+    return new_error("TaskGroupError", ("%d errors in the task group; the first: %s"):format(
+      #errors, tostring(errors[1])), { errors = errors, first = errors[1] })
+  end
+
   function aio.task_group(fn)
+    if not callable(fn) then arg_error(1, "function expected, got " .. type_name(fn)) end
     local me = need_task("aio.task_group")
-    if type(fn) ~= "function" then error("aio.task_group: function expected, got " .. type(fn), 2) end
     local g = setmetatable({ _tasks = {}, _pending = 0, _errors = {}, _closed = false }, Group)
     local in_body, body_cancelled, aborting = true, false, false
     local function abort()
@@ -303,22 +352,14 @@ return function(aio, core)
       end
     end
     g._closed = true
-    local errors = g._errors
-    if #errors > 0 then
-      local first = errors[1]
-      if #errors > 1 then
-        if type(first) == "table" then first.errors = errors
-        else first = new_error("TaskGroupError", tostring(first), { errors = errors }) end
-      end
-      error(first, 0)
-    end
+    if #g._errors > 0 then error(group_error(g._errors), 0) end
     if propagate then error(propagate, 0) end
     return ok and err or nil
   end
 
   -- generators: `for v in aio.generator(function(yield, ...) ... end, ...)` --
   function aio.generator(fn, ...)
-    if type(fn) ~= "function" then error("aio.generator: function expected, got " .. type(fn), 2) end
+    if not callable(fn) then arg_error(1, "function expected, got " .. type_name(fn)) end
     local args = pack(...)
     local co = coroutine.create(function()
       fn(coroutine.yield, unpack(args, 1, args.n))

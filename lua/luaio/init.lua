@@ -133,7 +133,13 @@ hooks.run_nested = function(fn, ...)
   for _, t in ipairs(core.all_tasks()) do before[t] = true end
   local main = core.spawn(fn, ...)
   local res = table.pack(pcall(main.wait, main))
-  local own = main:done()
+  local self = core.current_task()
+  if res[1] and self:cancelling() > 0 and core.interrupted() then
+    -- main swallowed the SIGINT/SIGTERM that cancelled it: as asyncio.run
+    -- (KeyboardInterrupt), the run still ends by the signal
+    res = table.pack(false, new_error("CancelledError", core.interrupted()))
+  end
+  local own = main:done() and not res[1] and res[2] ~= nil and main:error() == res[2]
   if not own then
     -- this task was cancelled (SIGINT) or deadlocked: its wait has cancelled
     -- main too, as `await task` does; let main clean up
@@ -149,7 +155,6 @@ hooks.run_nested = function(fn, ...)
   if #left > 0 then aio.wait(left) end
   if res[1] then return table.unpack(res, 2, res.n) end
   if own then                          -- main's own error: its traceback is the one to show
-    local self = core.current_task()
     self._reraised_error, self._reraised_traceback = res[2], main:traceback()
   end
   error(res[2], 0)
