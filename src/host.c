@@ -134,6 +134,10 @@ luaio_host *luaio_host_new(uv_loop_t *loop) {
 static void on_signal(uv_signal_t *sig, int signum) {
   luaio_host *h = sig->data;
   if (h->user_signal_handlers > 0) return;   /* the program handles it */
+  if (h->interrupt_delivered == signum) {    /* interrupt.c raised it in the main task already */
+    h->interrupt_delivered = 0;
+    return;
+  }
   if (h->main && h->main->state < TASK_DONE && !h->sigint_seen) {
     h->sigint_seen = signum;
     lua_pushstring(h->L, signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -302,7 +306,11 @@ static int l_set_debug(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  if (h->debug && h->running) luaio_watchdog_start(h);
+  if (h->debug && h->running) {
+    h->run_since = uv_hrtime() / 1e9;    /* the task running now counts from here */
+    h->run_since_seq = h->run_seq;
+    luaio_watchdog_start(h);
+  }
   return 0;
 }
 

@@ -61,6 +61,11 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   int sig = h->interrupt_signal;
   if (sig) {
     h->interrupt_signal = 0;
+    if (h->current && h->current == h->main && !h->sigint_seen) {
+      /* what host.c's handler would do, done here: it will skip this one */
+      h->sigint_seen = h->interrupt_delivered = sig;
+      h->current->cancels++;
+    }
     luaio_push_error(L, "CancelledError", NULL, "%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
     lua_error(L);
   }

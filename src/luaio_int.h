@@ -107,6 +107,7 @@ struct luaio_host {
   lua_State *volatile executing;            /* the Lua thread running now, if any */
   volatile sig_atomic_t interrupt_signal;   /* for the hook to raise */
   volatile sig_atomic_t watchdog_report;    /* for the hook to report */
+  int interrupt_delivered;                  /* the signal the hook raised in the main task */
   volatile uint32_t run_seq, run_since_seq; /* resumes so far; the one run_since is of */
   int watchdog_running, watchdog_stop;
   uv_thread_t watchdog;

@@ -59,7 +59,12 @@ static int run_task_main(luaio_host *h, int nargs) {
   int ti = lua_gettop(L);
   int n = 0;
   int status = luaio_run_main(h, t, &n);
-  if (status == LUA_OK) { lua_settop(L, ti - 1); return 0; }
+  if (status == LUA_OK) {
+    lua_settop(L, ti - 1);
+    /* main caught the signal's cancellation and returned: as asyncio.run
+    ** (KeyboardInterrupt), the command still ends by the signal */
+    return h->sigint_seen ? 128 + h->sigint_seen : 0;
+  }
   int code = report(h, t);
   lua_settop(L, ti - 1);
   return code;
