@@ -12,6 +12,20 @@
 
 static int resume_k(lua_State *L, int status, lua_KContext ctx);
 
+/* Coroutines parked in a luaio wait (a weak set in the registry): closing
+** one would leave its task waiting for a coroutine that is gone, holding
+** whatever it was handed (a lock, a queue item), so coroutine.close refuses. */
+static char parked_key;
+
+static void set_parked(lua_State *L, lua_State *co, int parked) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &parked_key);
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
+  if (parked) lua_pushboolean(L, 1); else lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
 /* Resume co with the top narg values of L. `wrap` selects wrap's result
 ** convention; `base` is the stack height of L to keep between rounds. */
 static int do_resume(lua_State *L, lua_State *co, int narg, int wrap, int base) {
@@ -38,6 +52,7 @@ static int do_resume(lua_State *L, lua_State *co, int narg, int wrap, int base) 
   if (status == LUA_YIELD && nres == 1 && lua_touserdata(co, -1) == &luaio_yield_marker) {
     lua_pop(co, 1);
     lua_settop(L, base);
+    set_parked(L, co, 1);
     lua_pushlightuserdata(L, &luaio_yield_marker);
     return lua_yieldk(L, 1, (lua_KContext)(base * 2 + wrap), resume_k);
   }
@@ -75,6 +90,8 @@ static int resume_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   int wrap = (int)(ctx & 1), base = (int)(ctx >> 1);
   lua_State *co = wrap ? lua_tothread(L, lua_upvalueindex(1)) : lua_tothread(L, 1);
+  lua_checkstack(L, 4);
+  set_parked(L, co, 0);
   return do_resume(L, co, lua_gettop(L) - base, wrap, base);
 }
 
@@ -98,13 +115,36 @@ static int co_wrap(lua_State *L) {
   return 1;
 }
 
+static int co_close(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaio_argexpected(L, co, 1, "coroutine");
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &parked_key);
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, -2) != LUA_TNIL)
+    return luaL_error(L, "cannot close a coroutine that is waiting inside a task (cancel the task instead)");
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));    /* Lua's own close */
+  lua_insert(L, 1);
+  lua_call(L, 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
 void luaio_open_coro(lua_State *L) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &parked_key);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getfield(L, -1, LUA_COLIBNAME) == LUA_TTABLE) {
     lua_pushcfunction(L, co_resume);
     lua_setfield(L, -2, "resume");
     lua_pushcfunction(L, co_wrap);
     lua_setfield(L, -2, "wrap");
+    lua_getfield(L, -1, "close");
+    lua_pushcclosure(L, co_close, 1);
+    lua_setfield(L, -2, "close");
   }
   lua_pop(L, 2);
 }

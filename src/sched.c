@@ -1125,11 +1125,13 @@ static int t_index(lua_State *L) {
 /* User fields (name, and anything a program attaches) live in the extras. */
 static int t_newindex(lua_State *L) {
   luaio_check_task(L, 1);
-  if (lua_type(L, 2) != LUA_TSTRING) return luaio_argerror(L, 2, "task fields are named by strings");
+  if (lua_type(L, 2) != LUA_TSTRING)
+    return luaL_error(L, "task fields are named by strings, got %s", luaL_typename(L, 2));
   const char *k = lua_tostring(L, 2);
   if (strcmp(k, "callbacks") == 0 || strcmp(k, "cancel_error") == 0 || strcmp(k, "traceback") == 0)
     return luaL_error(L, "task field '%s' is reserved", k);
-  if (strcmp(k, "name") == 0 && !lua_isstring(L, 3)) return luaio_argerror(L, 3, "task name must be a string");
+  if (strcmp(k, "name") == 0 && !lua_isstring(L, 3))
+    return luaL_error(L, "task name must be a string, got %s", luaL_typename(L, 3));
   push_extras(L, 1, 1);
   lua_pushvalue(L, 2);
   lua_pushvalue(L, 3);

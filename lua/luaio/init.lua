@@ -104,7 +104,7 @@ do
     aio.json = {
       encode = json.encode,
       decode = function(s)
-        if type(s) ~= "string" then error("aio.json.decode: string expected, got " .. type(s), 2) end
+        if type(s) ~= "string" then arg_error(1, "string expected, got " .. type_name(s)) end
         local okd, v = pcall(decode, s)
         if not okd then error("aio.json.decode: " .. tostring(v), 2) end
         return integers(v)
