@@ -125,6 +125,14 @@ describe("Queue", function()
   end)
 end)
 
+-- Lua's own coroutine.close: the host's refuses a coroutine parked in a wait
+local raw_close = coroutine.close
+for i = 1, 3 do
+  local name, v = debug.getupvalue(coroutine.close, i)
+  if name == nil then break end
+  if type(v) == "function" then raw_close = v break end
+end
+
 describe("PriorityQueue and LifoQueue", function()
   it("PriorityQueue orders by x[1] for tables, by x otherwise, stable on ties", function()
     local q = aio.PriorityQueue()
@@ -140,6 +148,99 @@ describe("PriorityQueue and LifoQueue", function()
     out = {}
     for i = 1, 5 do out[i] = p:get() end
     assert.same({ 1, 2, 3, 4, 5 }, out)
+  end)
+
+  it("PriorityQueue: an item that cannot be ordered raises and leaves the queue as it was", function()
+    local q = aio.PriorityQueue()
+    q:put_nowait(5)
+    q:put_nowait(1)
+    q:put_nowait(3)
+    for _, bad in ipairs { {}, "x", { "x" }, 0 / 0, true } do
+      local ok, err = pcall(function() q:put_nowait(bad) end)
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'put_nowait'", err, 1, true)
+      ok, err = pcall(function() q:put(bad) end)
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'put'", err, 1, true)
+      assert.equals(3, q:qsize())
+    end
+    local ok, err = pcall(function() q:put_nowait("x") end)
+    assert.equals("spec/queue_spec.lua:" .. (debug.getinfo(1, "l").currentline - 1) ..
+      ": bad argument #1 to 'put_nowait' (cannot order the item among the queued ones " ..
+      "(attempt to compare string with number))", err)
+    q:put_nowait(2)
+    assert.same({ 1, 2, 3, 5 }, { q:get(), q:get(), q:get_nowait(), q:get_nowait() })
+    assert.is_true(q:empty())
+    -- tables order by x[1]; one without x[1] has no priority
+    q:put_nowait({ 2, "b" })
+    ok, err = pcall(function() q:put_nowait({ nil, "none" }) end)
+    assert.matches("priority", err)
+    assert.equals(1, q:qsize())
+    assert.equals("b", q:get()[2])
+    assert.equals(0, q:qsize())
+  end)
+
+  it("PriorityQueue: a key whose __lt fails at get leaves the queue as it was", function()
+    local fail = false
+    local K = { __lt = function(a, b) if fail then error("no order today") end return a.v < b.v end,
+                __eq = function(a, b) return a.v == b.v end }
+    local function key(v) return setmetatable({ v = v }, K) end
+    local q = aio.PriorityQueue()
+    for _, v in ipairs { 4, 2, 3, 1 } do q:put_nowait({ key(v), v }) end
+    fail = true
+    local ok, err = pcall(q.get_nowait, q)
+    assert.is_false(ok)
+    assert.matches("no order today", err)
+    assert.equals(4, q:qsize())
+    fail = false
+    local out = {}
+    while not q:empty() do out[#out + 1] = q:get()[2] end
+    assert.same({ 1, 2, 3, 4 }, out)
+  end)
+
+  it("shutdown(true) on a PriorityQueue drops its items without ordering them", function()
+    local q = aio.PriorityQueue()
+    for _, v in ipairs { 3, 1, 2 } do q:put_nowait(v) end
+    q:shutdown(true)
+    assert.equals(0, q:qsize())
+    q:join()
+    local ok, err = pcall(q.get_nowait, q)
+    assert.is_true(aio.is_error(err, "QueueShutDown"))
+  end)
+
+  it("a getter in a coroutine closed (Lua's own close) after an item woke it passes the wake-up on", function()
+    local q = aio.Queue()
+    local co
+    local t = aio.spawn(function()
+      co = coroutine.create(function() return q:get() end)
+      return coroutine.resume(co)
+    end)
+    local other = aio.spawn(function() return q:get() end)
+    aio.sleep(0)
+    q:put_nowait("item")         -- wakes the coroutine's task
+    raw_close(co)              -- bypassing the host's refusal
+    assert.equals("item", aio.wait_for(other, 1))
+    local ok, msg = aio.wait_for(t, 1)
+    assert.is_false(ok)
+    assert.matches("dead coroutine", msg)
+  end)
+
+  it("a putter in a coroutine closed (Lua's own close) while it waits leaves the queue", function()
+    local q = aio.Queue(1)
+    q:put_nowait(1)
+    local co
+    local t = aio.spawn(function()
+      co = coroutine.create(function() q:put(2) end)
+      return coroutine.resume(co)
+    end)
+    local other = aio.spawn(function() q:put(3) return "put" end)
+    aio.sleep(0)
+    assert.equals(1, q:get())    -- wakes the coroutine's task
+    raw_close(co)
+    assert.equals("put", aio.wait_for(other, 1))
+    aio.wait_for(t, 1)
+    assert.equals(3, q:get())
+    assert.is_true(q:empty())
   end)
 
   it("LifoQueue is last in, first out", function()

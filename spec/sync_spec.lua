@@ -226,3 +226,291 @@ describe("Condition", function()
     assert.is_false(cond:locked())
   end)
 end)
+
+-- Strict FIFO (API.md §3b): a released permit goes to the oldest waiter,
+-- even when the releasing task asks again at once (asyncio's test_locks.py).
+describe("FIFO fairness", function()
+  it("Lock: the releasing task asking again at once queues behind the waiters", function()
+    local lock = aio.Lock()
+    local order = {}
+    lock:acquire()
+    local ts = {}
+    for _, name in ipairs { "a", "b", "c" } do
+      ts[#ts + 1] = aio.spawn(function()
+        local _ <close> = lock:acquire()
+        order[#order + 1] = name
+      end)
+    end
+    aio.sleep(0)
+    lock:release()
+    lock:acquire()               -- at once, before a has run
+    order[#order + 1] = "main"
+    lock:release()
+    aio.gather(ts)
+    assert.same({ "a", "b", "c", "main" }, order)
+  end)
+
+  it("Semaphore: the releasing task asking again at once queues behind the waiters", function()
+    local sem = aio.Semaphore(1)
+    local order = {}
+    sem:acquire()
+    local ts = {}
+    for _, name in ipairs { "a", "b" } do
+      ts[#ts + 1] = aio.spawn(function() sem:run(function() order[#order + 1] = name end) end)
+    end
+    aio.sleep(0)
+    sem:release()
+    sem:acquire()
+    order[#order + 1] = "main"
+    sem:release()
+    aio.gather(ts)
+    assert.same({ "a", "b", "main" }, order)
+    assert.equals(1, sem:value())
+  end)
+
+  it("Semaphore: a free permit does not go past a waiter woken but not yet resumed", function()
+    local sem = aio.Semaphore(2)
+    local order = {}
+    sem:acquire()
+    sem:acquire()
+    local b = aio.spawn(function()
+      sem:acquire()
+      order[#order + 1] = "b"
+      sem:release()
+    end)
+    aio.sleep(0)                 -- b waits
+    sem:release()                -- handed to b, which has not run yet
+    sem:release()                -- a free permit ...
+    assert.is_true(sem:locked()) -- ... but b counts as a waiter until it runs
+    sem:acquire()                -- so this waits for b to go first
+    order[#order + 1] = "main"
+    sem:release()
+    b:wait()
+    assert.same({ "b", "main" }, order)
+    assert.equals(2, sem:value())
+    assert.is_false(sem:locked())
+  end)
+
+  it("Semaphore: many tasks cycling through keep their turn, permits are conserved", function()
+    local sem = aio.Semaphore(2)
+    local waiting, violations = {}, 0
+    local seq = 0
+    local tasks = {}
+    for i = 1, 6 do
+      tasks[i] = aio.spawn(function()
+        for _ = 1, 20 do
+          seq = seq + 1
+          waiting[i] = seq
+          local g <close> = sem:acquire()
+          local mine = waiting[i]
+          waiting[i] = nil
+          for _, s in pairs(waiting) do if s < mine then violations = violations + 1 end end
+          if i % 2 == 0 then aio.sleep(0) end
+        end
+      end)
+    end
+    aio.gather(tasks)
+    assert.equals(0, violations)
+    assert.equals(2, sem:value())
+  end)
+
+  it("Semaphore: waiters handed permits and then cancelled pass them on in order", function()
+    local sem = aio.Semaphore(0)
+    local order = {}
+    local ts = {}
+    for i = 1, 4 do
+      ts[i] = aio.spawn(function()
+        sem:acquire()
+        order[#order + 1] = i
+      end)
+    end
+    aio.sleep(0)
+    sem:release()                -- to 1
+    sem:release()                -- to 2
+    ts[1]:cancel()               -- woken, not yet run: its permit goes to 3
+    aio.sleep(0)
+    aio.sleep(0)
+    assert.same({ 2, 3 }, order)
+    assert.is_true(ts[1]:cancelled())
+    sem:release()
+    ts[4]:wait()
+    assert.same({ 2, 3, 4 }, order)
+    assert.equals(0, sem:value())
+  end)
+
+  it("Semaphore: a waiter cancelled before its turn costs nothing; BoundedSemaphore keeps its bound", function()
+    local sem = aio.BoundedSemaphore(1)
+    sem:acquire()
+    local a = aio.spawn(function() local _ <close> = sem:acquire() return "a" end)
+    local b = aio.spawn(function() local _ <close> = sem:acquire() return "b" end)
+    aio.sleep(0)
+    a:cancel()
+    sem:release()
+    assert.equals("b", b:wait())
+    assert.is_true(a:cancelled())
+    assert.equals(1, sem:value())
+    assert.is_true(aio.is_error(select(2, pcall(sem.release, sem)), "ValueError"))
+  end)
+
+  it("Condition: notify wakes the oldest waiters first", function()
+    local cond = aio.Condition()
+    local order = {}
+    local ts = {}
+    for i = 1, 4 do
+      ts[i] = aio.spawn(function()
+        local _ <close> = cond:acquire()
+        cond:wait()
+        order[#order + 1] = i
+      end)
+    end
+    aio.sleep(0)
+    for _ = 1, 4 do
+      cond:acquire()
+      cond:notify(1)
+      cond:release()
+      aio.sleep(0)
+    end
+    aio.gather(ts)
+    assert.same({ 1, 2, 3, 4 }, order)
+  end)
+
+  it("Condition: a waiter notified then cancelled passes the notification on", function()
+    local cond = aio.Condition()
+    local a = aio.spawn(function() local _ <close> = cond:acquire() cond:wait() return "a" end)
+    local b = aio.spawn(function() local _ <close> = cond:acquire() cond:wait() return "b" end)
+    aio.sleep(0)
+    cond:acquire()
+    cond:notify(1)               -- wakes a
+    cond:release()               -- the lock is free when a learns it is cancelled
+    a:cancel()
+    local ok, err = pcall(a.wait, a)
+    assert.is_true(aio.is_error(err, "CancelledError"))
+    assert.equals("b", aio.wait_for(b, 1))
+    assert.is_false(cond:locked())
+  end)
+
+  it("Condition: wait_for re-checks its predicate and notify_all keeps the order", function()
+    local cond = aio.Condition()
+    local n, order = 0, {}
+    local ts = {}
+    for i = 1, 3 do
+      ts[i] = aio.spawn(function()
+        local _ <close> = cond:acquire()
+        cond:wait_for(function() return n > 0 end)
+        order[#order + 1] = i
+      end)
+    end
+    aio.sleep(0)
+    cond:acquire()
+    cond:notify_all()            -- predicate still false: they wait again
+    cond:release()
+    aio.sleep(0)
+    assert.same({}, order)
+    cond:acquire()
+    n = 1
+    cond:notify_all()
+    cond:release()
+    aio.gather(ts)
+    assert.same({ 1, 2, 3 }, order)
+  end)
+end)
+
+-- A user coroutine parked in a wait (API.md §8). The host's coroutine.close
+-- refuses it (src/coro.c); a close that bypasses that (Lua's own close, kept
+-- by code that captured it before luaio loaded, or lua_closethread from C)
+-- still loses nothing: what was handed to the waiter goes to the next one,
+-- and the task that resumed it is woken and sees the dead coroutine instead
+-- of waiting forever.
+local raw_close = coroutine.close
+for i = 1, 3 do
+  local name, v = debug.getupvalue(coroutine.close, i)
+  if name == nil then break end
+  if type(v) == "function" then raw_close = v break end
+end
+
+describe("a coroutine closed while it waits", function()
+  -- runs `wait` in a coroutine created and resumed inside a new task;
+  -- returns the task and the coroutine, parked
+  local function park(wait)
+    local co
+    local t = aio.spawn(function()
+      co = coroutine.create(wait)
+      return coroutine.resume(co)
+    end)
+    aio.sleep(0)
+    assert.equals("suspended", coroutine.status(co))
+    return t, co
+  end
+
+  it("coroutine.close refuses, and the waiter keeps its place", function()
+    local lock = aio.Lock()
+    lock:acquire()
+    local t, co = park(function() local _ <close> = lock:acquire() return "got" end)
+    local ok, err = pcall(coroutine.close, co)
+    assert.is_false(ok)
+    assert.matches("cannot close a coroutine", err)
+    lock:release()
+    assert.same({ true, "got" }, { aio.wait_for(t, 1) })
+    assert.is_false(lock:locked())
+  end)
+
+  it("Lock: closed while queued, the lock stays usable", function()
+    local lock = aio.Lock()
+    lock:acquire()
+    local t, co = park(function() lock:acquire() return "got" end)
+    assert.is_true(raw_close(co))
+    local ok, msg = aio.wait_for(t, 1)          -- woken, not left waiting forever
+    assert.is_false(ok)
+    assert.matches("dead coroutine", msg)
+    lock:release()
+    assert.is_false(lock:locked())
+    local _ <close> = aio.wait_for(function() return lock:acquire() end, 1)
+  end)
+
+  it("Lock: closed after the lock was handed to it, the lock goes to the next waiter", function()
+    local lock = aio.Lock()
+    lock:acquire()
+    local t, co = park(function() lock:acquire() return "got" end)
+    local other = aio.spawn(function() local _ <close> = lock:acquire() return "other" end)
+    aio.sleep(0)
+    lock:release()                              -- handed to the parked coroutine's task
+    assert.is_true(raw_close(co))
+    assert.equals("other", aio.wait_for(other, 1))
+    local ok = aio.wait_for(t, 1)
+    assert.is_false(ok)
+    assert.is_false(lock:locked())
+  end)
+
+  it("Semaphore: a permit handed to a closed coroutine is not lost", function()
+    local sem = aio.Semaphore(1)
+    sem:acquire()
+    local t, co = park(function() sem:acquire() return "got" end)
+    sem:release()
+    raw_close(co)
+    aio.wait_for(t, 1)
+    assert.equals(1, sem:value())
+    assert.is_false(sem:locked())
+    sem:acquire()
+    sem:release()
+  end)
+
+  it("Event and Condition: the waiter leaves, a notification goes on", function()
+    local ev = aio.Event()
+    local t, co = park(function() ev:wait() end)
+    raw_close(co)
+    aio.wait_for(t, 1)
+    assert.equals(0, ev._waiters.last - ev._waiters.first + 1)
+
+    local cond = aio.Condition()
+    local t2, co2 = park(function() cond:acquire() cond:wait() cond:release() end)
+    local other = aio.spawn(function() local _ <close> = cond:acquire() cond:wait() return "other" end)
+    aio.sleep(0)
+    cond:acquire()
+    cond:notify(1)                              -- to the parked coroutine
+    cond:release()
+    raw_close(co2)
+    assert.equals("other", aio.wait_for(other, 1))
+    aio.wait_for(t2, 1)
+    assert.is_false(cond:locked())
+  end)
+end)

@@ -354,3 +354,232 @@ except (ssl.SSLError, OSError) as e:
     end)
   end)
 end)
+
+-- Issue 14: close() (and shutdown()) on a TLS stream used to lose the tail of
+-- the stream. A TLS 1.3 server sends session tickets after the handshake; a
+-- client that only writes never reads them, and closing a socket with unread
+-- input makes the kernel send RST and drop what it has not sent yet. Now a
+-- closing TLS stream sends everything, then close_notify, then FIN, and reads
+-- (and drops) what still comes until the peer's EOF, within a bound.
+describe("tls close delivers the whole stream (issue 14)", function()
+  -- certificates of its own (the "tls" block above removed its own; and
+  -- TLS contexts are cached by file name, so not in the same place)
+  local DIR = os.tmpname()
+  os.remove(DIR)
+  setup(function()
+    local _, err, code = S.sh("tools/make_test_certs.sh " .. DIR)
+    assert(code == 0, "making the test certificates failed: " .. err)
+  end)
+  teardown(function() os.execute("rm -rf " .. DIR) end)
+  local function cert(name) return DIR .. "/" .. name end       -- luacheck: ignore 431
+  local CA = { ca_file = cert("ca.pem") }                       -- luacheck: ignore 431
+  local SERVER_TLS = { cert_file = cert("server.pem"), key_file = cert("server.key") }   -- luacheck: ignore 431
+  local function s_server()                                     -- luacheck: ignore 431
+    local p = aio.spawn_process({ "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", cert("server.pem"),
+                                  "-key", cert("server.key"), "-naccept", "1" }, { stderr = "pipe" })
+    local port
+    aio.timeout(10, function()
+      repeat
+        local line = assert(p.stdout:readline(), "s_server ended before listening")
+        port = tonumber(line:match("^ACCEPT .*:(%d+)"))
+      until port
+    end)
+    return p, port
+  end
+
+  local ITER = tonumber(os.getenv("LUAIO_TLS_CLOSE_ITERATIONS")) or 5
+  local PIECE = ("p"):rep(99) .. "\n"
+  local TOTAL = 1000 * #PIECE
+
+  -- a strict Python TLS server: per connection, "<bytes read> EOF" when the
+  -- stream ended with close_notify, TRUNCATED without it, RESET on a reset
+  local PY_SERVER = [=[
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen(16)
+print(ls.getsockname()[1], flush=True)
+for _ in range(int(sys.argv[3])):
+    c, _ = ls.accept()
+    total, end = 0, "?"
+    try:
+        s = ctx.wrap_socket(c, server_side=True, suppress_ragged_eofs=False)
+        while True:
+            b = s.recv(65536)
+            if not b:
+                end = "EOF"
+                break
+            total += len(b)
+    except ssl.SSLEOFError:
+        end = "TRUNCATED"
+    except ConnectionResetError:
+        end = "RESET"
+    except Exception as e:
+        end = type(e).__name__
+    print(total, end, flush=True)
+    c.close()
+]=]
+
+  -- a strict Python TLS client: sends a line nobody reads, then reads to the end
+  local PY_CLIENT = [=[
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+for _ in range(int(sys.argv[3])):
+    total, end = 0, "?"
+    raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    try:
+        s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
+        s.sendall(b"a request the server never reads\n")
+        while True:
+            b = s.recv(65536)
+            if not b:
+                end = "EOF"
+                break
+            total += len(b)
+    except ssl.SSLEOFError:
+        end = "TRUNCATED"
+    except ConnectionResetError:
+        end = "RESET"
+    except Exception as e:
+        end = type(e).__name__
+    print(total, end, flush=True)
+    raw.close()
+]=]
+
+  local function py_server(n)
+    local p = aio.spawn_process({ "python3", "-c", PY_SERVER, cert("server.pem"), cert("server.key"), tostring(n) })
+    local port = tonumber(aio.timeout(10, p.stdout.readline, p.stdout))
+    assert(port, "the Python server did not start")
+    return p, port
+  end
+
+  local function write_all(s)
+    for _ = 1, 1000 do s:write(PIECE) end
+  end
+
+  -- the ends a writer can choose: close, drain then close, shutdown then close
+  local ENDINGS = {
+    close = function(s) s:close() end,
+    drain = function(s) s:drain() s:close() end,
+    shutdown = function(s) s:shutdown() s:close() end,
+  }
+
+  for _, how in ipairs({ "close", "drain", "shutdown" }) do
+    it(("a luaio client writes 1000 x 100 bytes, then %s: a Python server reads them all, then close_notify"):format(how),
+       function()
+      local p, port = py_server(ITER)
+      for i = 1, ITER do
+        local c = aio.open_connection("localhost", port, { tls = CA })
+        write_all(c)
+        ENDINGS[how](c)
+        c:close()                                   -- idempotent
+        assert.is_true(c:closed())
+        assert.equals(TOTAL .. " EOF", aio.timeout(10, p.stdout.readline, p.stdout), "connection " .. i)
+      end
+      p:wait()
+    end)
+  end
+
+  it("a luaio client writes then closes toward openssl s_server: all lines, then a clean end", function()
+    for i = 1, math.max(2, ITER // 2) do
+      local p, port = s_server()
+      local c = aio.open_connection("localhost", port, { tls = CA })
+      write_all(c)
+      if i % 2 == 0 then c:drain() end
+      c:close()
+      local out = aio.timeout(10, p.stdout.read_all, p.stdout)
+      p:wait()
+      local n = 0
+      for line in out:gmatch("[^\n]+") do if line .. "\n" == PIECE then n = n + 1 end end
+      assert.equals(1000, n, "connection " .. i)
+      assert.truthy(out:find("\nDONE\n", 1, true), "s_server saw no close_notify: " .. out:sub(-300))
+    end
+  end)
+
+  it("a luaio server writes 1000 x 100 bytes and closes (close, drain, shutdown): a Python client reads them all", function()
+    local conns = 0
+    local server <close> = aio.start_server(function(s)
+      conns = conns + 1
+      write_all(s)
+      local how = ({ "close", "drain", "shutdown" })[conns % 3 + 1]
+      ENDINGS[how](s)
+    end, "127.0.0.1", 0, { tls = SERVER_TLS })
+    local n = 3 * ITER
+    local r = aio.exec({ "python3", "-c", PY_CLIENT, tostring(server.port), cert("ca.pem"), tostring(n) })
+    assert.equals(0, r.status, r.stderr)
+    assert.equals(((TOTAL .. " EOF\n"):rep(n)), r.stdout)
+    assert.equals(n, conns)
+  end)
+
+  it("a program that closes and ends at once still delivers everything", function()
+    local p, port = py_server(1)
+    local script = S.tmpfile(([[
+      local aio = require "luaio"
+      local c = aio.open_connection("localhost", %d, { tls = { ca_file = %q } })
+      for _ = 1, 1000 do c:write(%q) end
+      c:close()
+    ]]):format(port, cert("ca.pem"), PIECE), ".lua")
+    local t0 = aio.now()
+    local _, err, code = S.bg(S.luaio .. " " .. script):wait(20)
+    os.remove(script)
+    assert.equals(0, code, err)
+    assert.is_true(aio.now() - t0 < 4, "the program waited for its lingering close")
+    assert.equals(TOTAL .. " EOF", aio.timeout(10, p.stdout.readline, p.stdout))
+    p:wait()
+  end)
+
+  describe("toward a peer that never reads", function()
+    -- the sockets this process holds open (their inode numbers)
+    local function sockets()
+      local f = assert(io.open("/proc/self/stat"))
+      local pid = f:read("n")
+      f:close()
+      local set = {}
+      for inode in S.sh("ls -l /proc/" .. pid .. "/fd"):gmatch("socket:%[(%d+)%]") do set[inode] = true end
+      return set
+    end
+
+    local function stuck_close(timeout)
+      local release = aio.Event()
+      local server <close> = aio.start_server(function() release:wait() end, "127.0.0.1", 0, { tls = SERVER_TLS })
+      local before = sockets()
+      local c = aio.open_connection("localhost", server.port, { tls = CA })
+      if timeout then c:set_timeout(timeout) end
+      c:set_limits(nil, 1 << 30)                   -- write() never waits: all of it stays queued
+      c:write(("q"):rep(32 * 1024 * 1024))         -- far more than the socket buffers hold
+      local new = {}                               -- both ends of the connection
+      for inode in pairs(sockets()) do if not before[inode] then new[#new + 1] = inode end end
+      assert.equals(2, #new)
+      local function still_open()
+        local now, n = sockets(), 0
+        for _, inode in ipairs(new) do if now[inode] then n = n + 1 end end
+        return n
+      end
+      local t0 = aio.now()
+      c:close()
+      assert.is_true(aio.now() - t0 < 0.2)        -- close() never waits
+      assert.is_true(c:closed())
+      local ticks = 0
+      local ok = pcall(aio.timeout, (timeout or 5) + 3, function()
+        while still_open() > 1 do aio.sleep(0.05) ticks = ticks + 1 end   -- the loop runs on
+      end)
+      local waited = aio.now() - t0
+      release:set()
+      assert.is_true(ok, "the client's socket stayed open")
+      assert.is_true(ticks > 0)
+      return waited
+    end
+
+    it("close() gives up after the stream's timeout, without blocking the loop", function()
+      local waited = stuck_close(0.3)
+      assert.is_true(waited >= 0.25 and waited < 2, tostring(waited))
+    end)
+
+    it("close() gives up after 5 s without progress by default", function()
+      local waited = stuck_close(nil)
+      assert.is_true(waited >= 4.5 and waited < 8, tostring(waited))
+    end)
+  end)
+end)

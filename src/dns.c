@@ -61,9 +61,9 @@ static void dns_cancel(void *data) {
 /* getaddrinfo(host [, port]) ⏸ -> { {addr=, family=}, ... } */
 static int l_getaddrinfo(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  const char *host = luaio_checkstring(L, 1);
+  const char *host = luaio_checkcstring(L, 1);
   const char *service = NULL;
-  if (!lua_isnoneornil(L, 2)) service = luaio_checkstring(L, 2);
+  if (!lua_isnoneornil(L, 2)) service = luaio_checkcstring(L, 2);   /* a port number or a service name */
   luaio_task *t = luaio_need_task(L, "aio.getaddrinfo");
   dns_op *op = malloc(sizeof *op);
   if (!op) return luaL_error(L, "out of memory");

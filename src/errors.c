@@ -39,6 +39,7 @@ int luaio_uverror(lua_State *L, const char *name, int uverr, const char *what) {
 }
 
 static int err_tostring(lua_State *L) {
+  luaio_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "name");
   lua_getfield(L, 1, "message");
   const char *msg = lua_tostring(L, -1);
@@ -49,8 +50,10 @@ static int err_tostring(lua_State *L) {
 
 /* error(name, message [, fields]) -> a new error object (not raised) */
 static int l_new_error(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
-  const char *msg = luaL_optstring(L, 2, "");
+  const char *name = luaio_checkstring(L, 1);
+  const char *msg = luaio_optstring(L, 2, "");
+  if (*name == '\0') return luaio_argerror(L, 1, "an error name expected, got an empty string");
+  if (!lua_isnoneornil(L, 3)) luaio_checktype(L, 3, LUA_TTABLE);
   luaio_push_error(L, name, NULL, "%s", msg);
   if (lua_istable(L, 3)) {
     lua_pushnil(L);

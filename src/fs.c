@@ -20,9 +20,22 @@ enum { READ_FILE, WRITE_FILE, APPEND_FILE, STAT, LISTDIR, MKDIR, REMOVE, RENAME,
 static const char *op_names[] = {"read_file", "write_file", "append_file", "stat", "listdir",
                                  "mkdir", "remove", "rename", "open", "read", "write", "seek", "close"};
 
+/* An open file, apart from its userdata: the jobs working on its fd share
+** it, so that neither close() nor __gc closes the fd under a job still
+** running in the pool (a cancelled read goes on there), where a new open
+** could reuse the number. */
+typedef struct {
+  int fd;                  /* -1 once closed */
+  int busy;                /* jobs on the fd not finished yet */
+  int close_pending;       /* close the fd when the last of them finishes */
+  int box_gone;            /* the userdata was collected: free with the last job */
+} file_state;
+
 typedef struct {
   uv_work_t work;
   luaio_task *task;
+  file_state *file;        /* the file a read/write/seek/close works on */
+  file_state *opened;      /* OPEN: the state the new file will get (owned) */
   int op, err, fd, flags, parents, whence;
   char *path, *path2;
   char *data;              /* input for writes; output for reads */
@@ -33,7 +46,7 @@ typedef struct {
   size_t nnames;
 } fs_job;
 
-typedef struct { int fd; int closed; } file_box;
+typedef struct { file_state *f; int closed; } file_box;
 
 static int write_all(int fd, const char *p, size_t n) {
   while (n > 0) {
@@ -186,6 +199,7 @@ static void run_fs(uv_work_t *req) {
 }
 
 static void free_job(fs_job *j) {
+  free(j->opened);
   free(j->path);
   free(j->path2);
   free(j->data);
@@ -238,8 +252,10 @@ static int push_results(lua_State *co, fs_job *j) {
       return 1;
     case OPEN: {
       file_box *f = lua_newuserdatauv(co, sizeof *f, 0);
-      f->fd = j->fd;
+      f->f = j->opened;
+      f->f->fd = j->fd;
       f->closed = 0;
+      j->opened = NULL;
       luaL_setmetatable(co, FILE_MT);
       return 1;
     }
@@ -251,9 +267,26 @@ static int push_results(lua_State *co, fs_job *j) {
   }
 }
 
+/* A job on an open file finished (or never ran): the deferred close and
+** free happen with the last one. */
+static void file_release(fs_job *j, int status) {
+  file_state *f = j->file;
+  if (!f) return;
+  j->file = NULL;
+  f->busy--;
+  if (j->op == FCLOSE) {
+    if (status == UV_ECANCELED) close(f->fd);   /* it never ran: the fd must not leak */
+    f->fd = -1;
+  }
+  if (f->busy > 0) return;
+  if (f->close_pending && f->fd >= 0) { close(f->fd); f->fd = -1; }
+  if (f->box_gone) free(f);
+}
+
 static void fs_done(uv_work_t *req, int status) {
   fs_job *j = req->data;
   luaio_task *t = j->task;
+  file_release(j, status);
   if (!t || status == UV_ECANCELED) {
     if (j->op == OPEN && j->err == 0 && status != UV_ECANCELED) close(j->fd);   /* nobody will get it */
     free_job(j);
@@ -281,7 +314,7 @@ static void fs_cancel(void *data) {
 }
 
 static fs_job *new_job(lua_State *L, int op, int path_idx) {
-  lua_pushfstring(L, "aio.fs.%s", op_names[op]);
+  lua_pushfstring(L, op >= FREAD ? "file:%s" : "aio.fs.%s", op_names[op]);
   luaio_need_task(L, lua_tostring(L, -1));
   lua_pop(L, 1);
   const char *path = NULL;
@@ -311,7 +344,11 @@ static int submit(lua_State *L, fs_job *j) {
   j->task = luaio_current(L);
   j->work.data = j;
   int r = uv_queue_work(h->loop, &j->work, run_fs, fs_done);
-  if (r < 0) { free_job(j); return luaio_uverror(L, "OSError", r, "fs"); }
+  if (r < 0) {
+    file_release(j, UV_ECANCELED);
+    free_job(j);
+    return luaio_uverror(L, "OSError", r, "fs");
+  }
   lua_settop(L, 0);
   return luaio_await(L, fs_cancel, j, 0, NULL);
 }
@@ -345,7 +382,9 @@ static int l_mkdir(lua_State *L) {
 }
 
 static int l_rename(lua_State *L) {
-  const char *to = luaio_checkstring(L, 2);
+  size_t len;
+  const char *to = luaio_checklstring(L, 2, &len);
+  if (len == 0 || memchr(to, '\0', len)) luaio_argerror(L, 2, "invalid path");
   fs_job *j = new_job(L, RENAME, 1);
   j->path2 = strdup(to);
   return submit(L, j);
@@ -365,6 +404,9 @@ static int l_open(lua_State *L) {
     if (*m != '+' && *m != 'b') return luaio_argerror(L, 2, "mode must be r, w or a (with an optional + and b)");
   fs_job *j = new_job(L, OPEN, 1);
   j->flags = flags;
+  j->opened = calloc(1, sizeof *j->opened);
+  if (!j->opened) { free_job(j); return luaL_error(L, "out of memory"); }
+  j->opened->fd = -1;
   return submit(L, j);
 }
 
@@ -372,6 +414,13 @@ static file_box *check_file(lua_State *L) {
   file_box *f = luaio_checkudata(L, 1, FILE_MT);
   if (f->closed) luaio_error(L, "OSError", "EBADF", "the file is closed");
   return f;
+}
+
+/* the job works on f's fd: f stays until it finishes */
+static void attach(fs_job *j, file_box *f) {
+  j->file = f->f;
+  j->fd = f->f->fd;
+  f->f->busy++;
 }
 
 static int f_read(lua_State *L) {
@@ -387,7 +436,7 @@ static int f_read(lua_State *L) {
     n = (size_t)want;
   }
   fs_job *j = new_job(L, FREAD, 0);
-  j->fd = f->fd;
+  attach(j, f);
   j->len = n;
   return submit(L, j);
 }
@@ -404,7 +453,7 @@ static int f_write(lua_State *L) {
   }
   luaL_pushresult(&b);
   fs_job *j = new_job(L, FWRITE, 0);
-  j->fd = f->fd;
+  attach(j, f);
   copy_data(L, j, lua_gettop(L));
   return submit(L, j);
 }
@@ -416,25 +465,37 @@ static int f_seek(lua_State *L) {
   int w = luaio_checkoption(L, 2, "cur", names);
   lua_Integer off = luaio_optinteger(L, 3, 0);
   fs_job *j = new_job(L, FSEEK, 0);
-  j->fd = f->fd;
+  attach(j, f);
   j->whence = whences[w];
   j->offset = off;
   return submit(L, j);
 }
 
+/* file:close() ⏸ — idempotent. While other jobs on the file still run
+** (a cancelled read goes on in the pool), the fd closes after the last. */
 static int f_close(lua_State *L) {
   file_box *f = luaio_checkudata(L, 1, FILE_MT);
   if (f->closed) return 0;
+  fs_job *j = new_job(L, FCLOSE, 0);     /* raises outside a task, before anything changes */
   f->closed = 1;
-  if (!luaio_current(L)) { close(f->fd); return 0; }   /* outside a task: close right here */
-  fs_job *j = new_job(L, FCLOSE, 0);
-  j->fd = f->fd;
+  if (f->f->busy > 0) {
+    f->f->close_pending = 1;
+    free_job(j);
+    return 0;
+  }
+  attach(j, f);
   return submit(L, j);
 }
 
 static int f_gc(lua_State *L) {
-  file_box *f = lua_touserdata(L, 1);
-  if (!f->closed) { f->closed = 1; close(f->fd); }
+  file_box *f = luaL_testudata(L, 1, FILE_MT);
+  if (!f || !f->f) return 0;
+  file_state *st = f->f;
+  f->f = NULL;
+  f->closed = 1;
+  if (st->busy > 0) { st->close_pending = 1; st->box_gone = 1; return 0; }
+  if (st->fd >= 0) close(st->fd);
+  free(st);
   return 0;
 }
 

@@ -40,58 +40,103 @@ static int spawn_child(uv_loop_t *loop, uv_process_t *proc, spawn_args *a,
   return uv_spawn(loop, proc, &po);
 }
 
-static void read_args(lua_State *L, int argv_idx, int opts_idx, spawn_args *a, const char *fname) {
+/* A copy of the string at idx, an item of the argument tables handed to the
+** system: a number is taken as its text; anything else, or a NUL byte inside
+** (it would cut the string), frees what a holds and raises a bad argument
+** naming the item (`what`). */
+static char *dup_cstring(lua_State *L, spawn_args *a, int idx, int arg, const char *what) {
+  const char *msg = NULL;
+  int t = lua_type(L, idx);
+  size_t len = 0;
+  const char *s = NULL;
+  if (t != LUA_TSTRING && t != LUA_TNUMBER)
+    msg = lua_pushfstring(L, "%s: string expected, got %s", what, luaL_typename(L, idx));
+  else {
+    s = lua_tolstring(L, idx, &len);
+    if (strlen(s) != len) msg = lua_pushfstring(L, "%s contains a NUL byte", what);
+  }
+  char *d = msg ? NULL : strdup(s);
+  if (!d) {
+    free_args(a);
+    memset(a, 0, sizeof *a);
+    if (!msg) luaL_error(L, "out of memory");
+    luaio_argerror(L, arg, msg);
+  }
+  return d;
+}
+
+/* argv (an array of strings) and opts.cwd / opts.env, copied into a; a bad
+** item raises with nothing left allocated. */
+static void read_args(lua_State *L, int argv_idx, int opts_idx, spawn_args *a) {
   memset(a, 0, sizeof *a);
-  if (!lua_istable(L, argv_idx)) luaL_error(L, "%s: argv must be an array of strings", fname);
+  luaio_checktype(L, argv_idx, LUA_TTABLE);
   lua_Integer n = luaL_len(L, argv_idx);
-  if (n < 1) luaL_error(L, "%s: argv must name a program", fname);
+  if (n < 1) luaio_argerror(L, argv_idx, "argv must name a program (an empty table)");
+  if (n > 100000) luaio_argerror(L, argv_idx, "argv is too long");
+  int top = lua_gettop(L);
   a->argv = calloc((size_t)n + 1, sizeof(char *));
+  if (!a->argv) luaL_error(L, "out of memory");
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, argv_idx, i);
-    if (!lua_isstring(L, -1)) {
-      free_args(a);
-      luaL_error(L, "%s: argv[%d] is a %s, not a string", fname, (int)i, luaL_typename(L, -1));
-    }
-    a->argv[i - 1] = strdup(lua_tostring(L, -1));
-    lua_pop(L, 1);
+    a->argv[i - 1] = dup_cstring(L, a, top + 1, argv_idx, lua_pushfstring(L, "argv[%d]", (int)i));
+    lua_settop(L, top);
   }
   if (!lua_istable(L, opts_idx)) return;
   int cwd_type = lua_getfield(L, opts_idx, "cwd");
-  if (cwd_type == LUA_TSTRING) a->cwd = strdup(lua_tostring(L, -1));
-  lua_pop(L, 1);
-  int env_type = lua_getfield(L, opts_idx, "env");
-  const char *bad = cwd_type != LUA_TNIL && cwd_type != LUA_TSTRING ? "opts.cwd must be a string"
-                  : env_type != LUA_TNIL && env_type != LUA_TTABLE ? "opts.env must be a table of name = value strings"
-                  : NULL;
-  if (bad) {
+  if (cwd_type != LUA_TNIL && cwd_type != LUA_TSTRING) {        /* a path: no number taken as one */
+    const char *msg = lua_pushfstring(L, "opts.cwd: string expected, got %s", luaL_typename(L, top + 1));
     free_args(a);
-    luaL_error(L, "%s: %s", fname, bad);
+    memset(a, 0, sizeof *a);
+    luaio_argerror(L, opts_idx, msg);
   }
-  if (env_type == LUA_TTABLE) {
-    int count = 0;
-    lua_pushnil(L);
-    while (lua_next(L, -2)) { count++; lua_pop(L, 1); }
-    a->env = calloc((size_t)count + 1, sizeof(char *));
-    int k = 0;
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
-        lua_pop(L, 3);
-        free_args(a);
-        luaL_error(L, "%s: opts.env must map names to strings", fname);
-      }
-      lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
-      a->env[k++] = strdup(lua_tostring(L, -1));
-      lua_pop(L, 2);
+  if (cwd_type == LUA_TSTRING) a->cwd = dup_cstring(L, a, top + 1, opts_idx, "opts.cwd");
+  lua_settop(L, top);
+  int env_type = lua_getfield(L, opts_idx, "env");       /* top + 1, kept while copying */
+  if (env_type == LUA_TNIL) { lua_settop(L, top); return; }
+  if (env_type != LUA_TTABLE) {
+    const char *msg = lua_pushfstring(L, "opts.env: table expected, got %s", luaL_typename(L, top + 1));
+    free_args(a);
+    memset(a, 0, sizeof *a);
+    luaio_argerror(L, opts_idx, msg);
+  }
+  size_t count = 0;
+  lua_pushnil(L);
+  while (lua_next(L, top + 1)) { count++; lua_pop(L, 1); }
+  a->env = calloc(count + 1, sizeof(char *));
+  if (!a->env) { free_args(a); memset(a, 0, sizeof *a); luaL_error(L, "out of memory"); }
+  size_t k = 0;
+  lua_pushnil(L);
+  while (k < count && lua_next(L, top + 1)) {            /* [env, key, value] */
+    const char *msg = NULL;
+    size_t klen;
+    if (lua_type(L, top + 2) != LUA_TSTRING)
+      msg = lua_pushfstring(L, "opts.env: string keys expected, got %s", luaL_typename(L, top + 2));
+    else {
+      const char *key = lua_tolstring(L, top + 2, &klen);
+      if (strlen(key) != klen) msg = "opts.env: a variable name contains a NUL byte";
+      else if (klen == 0 || strchr(key, '=')) msg = lua_pushfstring(L, "opts.env: bad variable name '%s'", key);
     }
+    if (msg) {
+      free_args(a);
+      memset(a, 0, sizeof *a);
+      luaio_argerror(L, opts_idx, msg);
+    }
+    lua_pushvalue(L, top + 3);                           /* converted here, not in the table */
+    char *v = dup_cstring(L, a, top + 4, opts_idx, lua_pushfstring(L, "opts.env.%s", lua_tostring(L, top + 2)));
+    lua_pushfstring(L, "%s=%s", lua_tostring(L, top + 2), v);
+    free(v);
+    a->env[k] = strdup(lua_tostring(L, -1));
+    if (!a->env[k]) { free_args(a); memset(a, 0, sizeof *a); luaL_error(L, "out of memory"); }
+    k++;
+    lua_settop(L, top + 2);                              /* the key, for lua_next */
   }
-  lua_pop(L, 1);
+  lua_settop(L, top);
 }
 
 static int signal_number(lua_State *L, int idx, int dflt) {
   if (lua_isnoneornil(L, idx)) return dflt;
   if (lua_isinteger(L, idx)) return (int)lua_tointeger(L, idx);
-  const char *name = luaio_checkstring(L, idx);
+  const char *name = luaio_checkcstring(L, idx);
   static const struct { const char *n; int s; } sigs[] = {
     {"SIGTERM", SIGTERM}, {"SIGKILL", SIGKILL}, {"SIGINT", SIGINT}, {"SIGHUP", SIGHUP},
     {"SIGQUIT", SIGQUIT}, {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGSTOP", SIGSTOP},
@@ -229,24 +274,28 @@ static void on_input_written(uv_write_t *req, int status) {
 static int l_exec(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
   luaio_task *t = luaio_need_task(L, "aio.exec");
+  lua_settop(L, 2);
   double timeout = 0;
   size_t inlen = 0;
   const char *input = NULL;
   if (lua_istable(L, 2)) {
     if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
-      timeout = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
-      if (!(timeout > 0)) return luaL_error(L, "aio.exec: opts.timeout must be a positive number of seconds");
+      if (lua_type(L, -1) != LUA_TNUMBER)
+        return luaio_argerror(L, 2, lua_pushfstring(L, "opts.timeout: number expected, got %s", luaL_typename(L, -1)));
+      timeout = lua_tonumber(L, -1);
+      if (!(timeout > 0)) return luaio_argerror(L, 2, "opts.timeout: a positive number of seconds expected");
     }
     lua_pop(L, 1);
     if (lua_getfield(L, 2, "stdin") != LUA_TNIL) {
-      if (!lua_isstring(L, -1)) return luaL_error(L, "aio.exec: opts.stdin must be a string");
-      input = lua_tolstring(L, -1, &inlen);
-    }
-    lua_pop(L, 1);
+      if (lua_type(L, -1) != LUA_TSTRING)
+        return luaio_argerror(L, 2, lua_pushfstring(L, "opts.stdin: string expected, got %s", luaL_typename(L, -1)));
+      input = lua_tolstring(L, -1, &inlen);    /* stays on the stack until copied */
+    } else lua_pop(L, 1);
   } else if (!lua_isnoneornil(L, 2)) return luaio_typeerror(L, 2, "table");
   spawn_args a;
-  read_args(L, 1, 2, &a, "aio.exec");
+  read_args(L, 1, 2, &a);
   exec_op *op = calloc(1, sizeof *op);
+  if (!op) { free_args(&a); return luaL_error(L, "out of memory"); }
   op->h = h;
   op->timeout = timeout;
   op->out.op = op->err.op = op;
@@ -321,29 +370,33 @@ static void on_proc_exit(uv_process_t *pr, int64_t status, int sig) {
   p->status = status;
   p->term_signal = sig;
   luaio_host *h = p->h;
-  if (p->waiter) { luaio_task *t = p->waiter; p->waiter = NULL; luaio_wake(t, 0); }
+  if (p->waiter) {           /* the results go with the wake: the object may close before it runs */
+    luaio_task *t = p->waiter;
+    p->waiter = NULL;
+    lua_State *co = luaio_task_stack(t);
+    lua_pushinteger(co, (lua_Integer)status);
+    if (sig) lua_pushinteger(co, sig); else lua_pushnil(co);
+    luaio_wake(t, 2);
+  }
   if (p->alive_ref != LUA_NOREF) {
     luaL_unref(h->L, LUA_REGISTRYINDEX, p->alive_ref);
     p->alive_ref = LUA_NOREF;
   }
 }
 
+/* The process of self (#1), open: a closed one raises. */
 static process *check_process(lua_State *L) {
   process_box *b = luaio_checkudata(L, 1, PROCESS_MT);
+  if (!b->p || b->p->closed) luaio_error(L, "OSError", "EBADF", "the process is closed");
   return b->p;
 }
 
 static void wait_cancel(void *data) { ((process *)data)->waiter = NULL; }
 
-static int p_wait(lua_State *L);
-static int wait_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  return p_wait(L);
-}
-
 /* process:wait() ⏸ -> status, signal */
 static int p_wait(lua_State *L) {
   process *p = check_process(L);
+  luaio_task *t = luaio_need_task(L, "process:wait");   /* a waiting function, even for an exited child */
   lua_settop(L, 1);
   if (p->exited) {
     lua_pushinteger(L, (lua_Integer)p->status);
@@ -351,9 +404,8 @@ static int p_wait(lua_State *L) {
     return 2;
   }
   if (p->waiter) return luaL_error(L, "another task is already waiting for this process");
-  luaio_task *t = luaio_need_task(L, "process:wait");
   p->waiter = t;
-  return luaio_await(L, wait_cancel, p, 0, wait_k);
+  return luaio_await(L, wait_cancel, p, 0, NULL);
 }
 
 static int p_kill(lua_State *L) {
@@ -366,48 +418,80 @@ static int p_kill(lua_State *L) {
   return 1;
 }
 
-static int p_close(lua_State *L) {
-  process_box *b = luaio_checkudata(L, 1, PROCESS_MT);
-  process *p = b->p;
-  if (p->closed) return 0;
-  for (int i = 0; i < 3; i++) {       /* the pipes go with it */
-    lua_getiuservalue(L, 1, i + 1);
-    if (luaL_getmetafield(L, -1, "__index") == LUA_TTABLE) {
-      lua_getfield(L, -1, "close");
-      lua_pushvalue(L, -3);
+/* Close the pipes of the process at idx (closing a Stream twice is a no-op). */
+static void close_pipes(lua_State *L, int idx) {
+  int top = lua_gettop(L);
+  for (int i = 0; i < 3; i++) {
+    if (lua_getiuservalue(L, idx, i + 1) == LUA_TUSERDATA &&
+        luaL_getmetafield(L, -1, "__close") == LUA_TFUNCTION) {
+      lua_pushvalue(L, -2);
       lua_call(L, 1, 0);
     }
-    lua_settop(L, 1);
+    lua_settop(L, top);
   }
+}
+
+/* close() -> idempotent: closes the pipes; the handle goes once the child
+** is reaped (a running child keeps running, as with Python's Popen). */
+static int p_close(lua_State *L) {
+  process_box *b = luaio_checkudata(L, 1, PROCESS_MT);
+  lua_settop(L, 1);
+  close_pipes(L, 1);                  /* the pipes go with it (even after a __gc by hand) */
+  process *p = b->p;
+  if (!p || p->closed) return 0;
   p->closed = 1;
   p->h->handles--;
-  if (!p->exited) return 0;            /* the handle closes once the child is reaped, in __gc */
-  uv_close((uv_handle_t *)&p->proc, on_proc_closed);
-  b->p = NULL;
+  if (p->exited && b->p) {
+    b->p = NULL;
+    uv_close((uv_handle_t *)&p->proc, on_proc_closed);
+  }
   return 0;
 }
 
 static int p_gc(lua_State *L) {
-  process_box *b = lua_touserdata(L, 1);
-  process *p = b->p;
+  process_box *b = luaL_testudata(L, 1, PROCESS_MT);
+  process *p = b ? b->p : NULL;
   if (!p) return 0;
+  lua_settop(L, 1);
+  if (!p->h->closing) close_pipes(L, 1);   /* (collected with it anyway; this is for a __gc by hand) */
   if (!p->closed) { p->closed = 1; p->h->handles--; }
   b->p = NULL;
+  if (p->alive_ref != LUA_NOREF) {    /* at host teardown, with the child still running */
+    luaL_unref(L, LUA_REGISTRYINDEX, p->alive_ref);
+    p->alive_ref = LUA_NOREF;
+  }
   if (luaio_close_orphan((uv_handle_t *)&p->proc, on_proc_closed)) on_proc_closed((uv_handle_t *)&p->proc);
   return 0;
 }
 
+static int p_closed(lua_State *L) {
+  process_box *b = luaio_checkudata(L, 1, PROCESS_MT);
+  lua_pushboolean(L, !b->p || b->p->closed);
+  return 1;
+}
+
+static int p_tostring(lua_State *L) {
+  process_box *b = luaio_checkudata(L, 1, PROCESS_MT);
+  if (!b->p || b->p->closed) lua_pushliteral(L, "Process<closed>");
+  else lua_pushfstring(L, "Process<%d%s>", (int)b->p->proc.pid, b->p->exited ? ", exited" : "");
+  return 1;
+}
+
+/* process.pid, .stdin, .stdout, .stderr, .returncode, and the methods; on a
+** closed process, only its methods (close() is idempotent, the others raise) */
 static int p_index(lua_State *L) {
-  process *p = check_process(L);
+  luaio_checkudata(L, 1, PROCESS_MT);
   const char *k = luaio_checkstring(L, 2);
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "methods");
+  if (lua_getfield(L, -1, k) != LUA_TNIL) return 1;
+  process *p = check_process(L);
   if (strcmp(k, "pid") == 0) { lua_pushinteger(L, p->proc.pid); return 1; }
   if (strcmp(k, "stdin") == 0) { lua_getiuservalue(L, 1, 1); return 1; }
   if (strcmp(k, "stdout") == 0) { lua_getiuservalue(L, 1, 2); return 1; }
   if (strcmp(k, "stderr") == 0) { lua_getiuservalue(L, 1, 3); return 1; }
   if (strcmp(k, "returncode") == 0) { if (p->exited) lua_pushinteger(L, (lua_Integer)p->status); else lua_pushnil(L); return 1; }
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "methods");
-  lua_getfield(L, -1, k);
+  lua_pushnil(L);
   return 1;
 }
 
@@ -416,7 +500,7 @@ static int l_spawn_process(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
   if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2)) return luaio_typeerror(L, 2, "table");
   spawn_args a;
-  read_args(L, 1, 2, &a, "aio.spawn_process");
+  read_args(L, 1, 2, &a);
   lua_settop(L, 2);
   process_box *box = lua_newuserdatauv(L, sizeof *box, 3);       /* 3 */
   box->p = calloc(1, sizeof(process));
@@ -458,7 +542,7 @@ static int l_spawn_process(lua_State *L) {
 
 void luaio_open_process(lua_State *L, luaio_host *h) {
   static const luaL_Reg methods[] = {
-    {"wait", p_wait}, {"kill", p_kill}, {"close", p_close}, {NULL, NULL}};
+    {"wait", p_wait}, {"kill", p_kill}, {"close", p_close}, {"closed", p_closed}, {NULL, NULL}};
   luaL_newmetatable(L, PROCESS_MT);
   luaL_newlib(L, methods);
   lua_setfield(L, -2, "methods");
@@ -468,6 +552,8 @@ void luaio_open_process(lua_State *L, luaio_host *h) {
   lua_setfield(L, -2, "__close");
   lua_pushcfunction(L, p_gc);
   lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, p_tostring);
+  lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   static const luaL_Reg funcs[] = {{"exec", l_exec}, {"spawn_process", l_spawn_process}, {NULL, NULL}};
   lua_pushlightuserdata(L, h);

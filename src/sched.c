@@ -1195,8 +1195,8 @@ void luaio_report_unretrieved(luaio_host *h) {
 }
 
 static int t_gc(lua_State *L) {
-  luaio_task *t = lua_touserdata(L, 1);
-  if (t->host && !t->host->closing) luaio_uncaught_report(L, 1);
+  luaio_task *t = to_task(L, 1);      /* a finalizer can be called by hand, with anything */
+  if (t && t->host && !t->host->closing) luaio_uncaught_report(L, 1);
   return 0;
 }
 

@@ -23,7 +23,7 @@ typedef struct { sig_handler *s; } sig_box;
 
 static int signal_by_name(lua_State *L, int idx) {
   if (lua_isinteger(L, idx)) return (int)lua_tointeger(L, idx);
-  const char *name = luaio_checkstring(L, idx);
+  const char *name = luaio_checkcstring(L, idx);
   static const struct { const char *n; int s; } sigs[] = {
     {"SIGINT", SIGINT}, {"SIGTERM", SIGTERM}, {"SIGHUP", SIGHUP}, {"SIGQUIT", SIGQUIT},
     {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGWINCH", SIGWINCH}, {"SIGCHLD", SIGCHLD},
@@ -143,8 +143,8 @@ static int h_close(lua_State *L) {
 }
 
 static int h_gc(lua_State *L) {
-  sig_box *box = lua_touserdata(L, 1);
-  sig_handler *s = box->s;
+  sig_box *box = luaL_testudata(L, 1, SIGNAL_MT);
+  sig_handler *s = box ? box->s : NULL;
   if (!s) return 0;
   box->s = NULL;
   /* at host teardown the loop walk closed the handle without our callback:
@@ -152,6 +152,12 @@ static int h_gc(lua_State *L) {
   if (!s->h->closing) handler_close(L, s);
   else if (luaio_close_orphan((uv_handle_t *)&s->handle, on_closed)) free(s);
   return 0;
+}
+
+static int h_tostring(lua_State *L) {
+  sig_box *box = luaio_checkudata(L, 1, SIGNAL_MT);
+  lua_pushfstring(L, "SignalHandler<%s>", box->s ? "open" : "closed");
+  return 1;
 }
 
 void luaio_open_signal(lua_State *L, luaio_host *h) {
@@ -164,6 +170,8 @@ void luaio_open_signal(lua_State *L, luaio_host *h) {
   lua_setfield(L, -2, "__close");
   lua_pushcfunction(L, h_gc);
   lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, h_tostring);
+  lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   static const luaL_Reg funcs[] = {{"on_signal", l_on_signal}, {"wait_signal", l_wait_signal}, {NULL, NULL}};
   lua_pushlightuserdata(L, h);

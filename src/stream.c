@@ -17,7 +17,14 @@
 */
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#ifdef __linux__
+#include <linux/sockios.h>   /* SIOCOUTQ */
+#endif
 #include "stream.h"
 #include "tls.h"
 #include "http_parse.h"
@@ -45,21 +52,30 @@ struct stream {
   luaio_task *reader, *writer;
   int write_wait;               /* what the writer waits for */
   luaio_timer rtimer, wtimer;   /* per-operation deadlines */
-  double timeout;
+  double timeout;               /* per-operation deadline; < 0: none, 0: at once */
   int read_err, write_err;
   struct sockaddr_storage peer; /* remembered when connected: valid after the peer left */
   unsigned has_peer : 1;
   unsigned eof : 1, reading : 1, closing : 1, shut : 1, is_pipe : 1, counted : 1;
   unsigned handshaking : 1, tls_failed : 1;
   luaio_tls *tls;               /* NULL for a plain stream */
+  /* closing gracefully (see "lingering close" below) */
+  unsigned shut_pending : 1;    /* shutdown() sent, its callback not yet run */
+  unsigned lingering : 1, linger_drain : 1, linger_shut : 1, linger_eof : 1, linger_done : 1;
+  unsigned char linger_closes;  /* close callbacks still to come (handle, timer) */
+  uv_timer_t ltimer;            /* bounds the lingering close */
+  struct write_req *wq_head, *wq_tail;   /* writes libuv has not finished */
+  stream *lnext, *lprev;        /* in the host's list of lingering streams */
 };
 
-typedef struct {
+typedef struct write_req write_req;
+struct write_req {
   uv_write_t req;
   stream *s;
+  write_req *next;              /* in the stream's queue, oldest first */
   size_t n;
   char data[];
-} write_req;
+};
 
 /* ---- errors ----------------------------------------------------------- */
 
@@ -80,11 +96,16 @@ static int raise_uv(lua_State *L, int err, const char *what) {
 
 /* ---- lifetime ----------------------------------------------------------- */
 
-static void on_closed(uv_handle_t *handle) {
-  stream *s = handle->data;
+static void stream_free(stream *s) {
   luaio_tls_free(s->tls);
   free(s->buf);
   free(s);
+}
+
+static void on_closed(uv_handle_t *handle) {
+  stream *s = handle->data;
+  if (s->lingering && --s->linger_closes > 0) return;   /* its timer closes too */
+  stream_free(s);
 }
 
 static stream *stream_alloc(luaio_host *h) {
@@ -93,6 +114,7 @@ static stream *stream_alloc(luaio_host *h) {
   s->h = h;
   s->limit = DEFAULT_LIMIT;
   s->hwm = DEFAULT_HWM;
+  s->timeout = -1;
   s->u.handle.data = s;
   return s;
 }
@@ -119,13 +141,227 @@ static void stop_reading(stream *s) {
 }
 
 static void tls_flush(stream *s);
+static char *scratch(luaio_host *h);
 
-/* Close the handle once; pending writes are flushed by a shutdown first. */
-static void on_shutdown_close(uv_shutdown_t *req, int status) {
-  (void)status;
+/* ---- lingering close ------------------------------------------------------
+** Closing a socket whose receive buffer holds unread bytes makes the kernel
+** send RST instead of FIN and throw away what it has not sent yet; the peer
+** then loses the tail of the stream. A TLS stream nearly always has such
+** bytes: TLS 1.3 servers send NewSessionTicket messages after the handshake,
+** that a client which only writes never reads. So a closing stream
+** (TLS always, plain when writes are still queued) does not close its socket
+** at once: it half-closes it (uv_shutdown, once every queued write went
+** out: everything written, then close_notify, then FIN), reads and discards
+** whatever comes in, and closes once the peer's EOF came (or a read error),
+** or when its timer ends the wait: no progress writing for
+** linger_seconds(), or no EOF that long after the shutdown. The handle no
+** longer counts as open (unref'd, out of h->handles): neither the loop nor
+** a deadlock verdict waits for it. The streams still lingering when the
+** host closes are closed by the list's __gc (which runs before the loop's
+** teardown walk): what libuv had not sent yet is sent there, blocking, then
+** FIN, within LINGER_EXIT_MS for all of them (linger_flush_now). */
+
+#define LINGER_SECONDS 5.0
+#define LINGER_EXIT_MS 2000   /* the most the end of the host waits, for all of them */
+
+typedef struct { stream *head; int gone; } linger_list;
+static char linger_key;       /* registry: the host's linger_list */
+
+static linger_list *linger_list_of(luaio_host *h) {
+  lua_State *L = h->L;
+  if (!lua_checkstack(L, 1)) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &linger_key);
+  linger_list *ll = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return ll && !ll->gone ? ll : NULL;
+}
+
+static double linger_seconds(stream *s) {
+  return s->timeout > 0 && s->timeout < LINGER_SECONDS ? s->timeout : LINGER_SECONDS;
+}
+
+static void on_linger_timer_closed(uv_handle_t *handle) {
+  stream *s = handle->data;
+  if (--s->linger_closes > 0) return;
+  stream_free(s);
+}
+
+/* Read and drop what the kernel holds, without waiting: closing with an
+** empty receive buffer is a FIN, not a reset. */
+static void discard_input(stream *s) {
+  uv_os_fd_t fd;
+  if (uv_fileno(&s->u.handle, &fd) != 0) return;
+  char local[4096], *buf = scratch(s->h);
+  size_t cap = buf ? SCRATCH_SIZE : sizeof local;
+  if (!buf) buf = local;
+  for (int i = 0; i < 256 && recv(fd, buf, cap, MSG_DONTWAIT) > 0; i++) {}
+}
+
+/* The end of a lingering close: exactly once, whichever comes first. */
+static void linger_finish(stream *s) {
+  if (s->linger_done) return;
+  s->linger_done = 1;
+  if (s->lprev) s->lprev->lnext = s->lnext;
+  else {
+    linger_list *ll = linger_list_of(s->h);   /* NULL once its __gc took every stream out */
+    if (ll && ll->head == s) ll->head = s->lnext;
+  }
+  if (s->lnext) s->lnext->lprev = s->lprev;
+  s->lnext = s->lprev = NULL;
+  uv_read_stop(&s->u.s);
+  if (s->linger_drain) discard_input(s);
+  s->linger_closes = 2;
+  uv_close((uv_handle_t *)&s->ltimer, on_linger_timer_closed);
+  uv_close(&s->u.handle, on_closed);   /* pending writes and the shutdown end with ECANCELED */
+}
+
+static void on_linger_timeout(uv_timer_t *t) { linger_finish(t->data); }
+
+static void linger_rearm(stream *s) {
+  uv_update_time(s->h->loop);     /* from now, not from the loop's last wake-up */
+  uv_timer_start(&s->ltimer, on_linger_timeout, (uint64_t)(linger_seconds(s) * 1000.0), 0);
+}
+
+/* everything written went out, then FIN: wait for the peer's EOF, bounded */
+static void linger_shut_done(stream *s, int status) {
+  if (s->linger_done) return;
+  s->linger_shut = 1;
+  if (status < 0 || s->linger_eof) linger_finish(s);
+  else linger_rearm(s);
+}
+
+static void on_linger_shutdown(uv_shutdown_t *req, int status) {
   stream *s = req->data;
   free(req);
-  uv_close(&s->u.handle, on_closed);
+  linger_shut_done(s, status);
+}
+
+static void linger_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
+  (void)suggested;
+  stream *s = handle->data;
+  out->base = scratch(s->h);
+  out->len = out->base ? SCRATCH_SIZE : 0;
+}
+
+static void linger_read(uv_stream_t *handle, ssize_t nread, const uv_buf_t *b) {
+  (void)b;
+  stream *s = handle->data;
+  if (nread >= 0) return;                   /* dropped: nobody reads any more */
+  uv_read_stop(handle);
+  s->linger_eof = 1;
+  /* a peer that half-closed may still read what is queued: wait for that */
+  if (nread != UV_EOF || s->linger_shut) linger_finish(s);
+}
+
+/* Start a lingering close; 0 when the handle can be closed at once. */
+static int linger_start(stream *s) {
+  luaio_host *h = s->h;
+  if (h->closing || s->write_err) return 0;
+  int drain = s->tls != NULL;
+  int can_shut = !s->shut && uv_is_writable(&s->u.s);
+  if (!drain && !(s->queued > 0 && can_shut)) return 0;
+  linger_list *ll = linger_list_of(h);
+  if (!ll || uv_timer_init(h->loop, &s->ltimer) != 0) return 0;
+  s->ltimer.data = s;
+  s->lingering = 1;
+  s->linger_drain = (unsigned)drain;
+  s->linger_shut = 1;
+  if (can_shut) {
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (req) {
+      req->data = s;
+      if (uv_shutdown(req, &s->u.s, on_linger_shutdown) == 0) s->linger_shut = 0;
+      else free(req);
+    }
+  } else if (s->shut_pending) {
+    s->linger_shut = 0;                     /* shutdown()'s own callback tells */
+  }
+  s->linger_eof = 1;
+  if (drain && uv_read_start(&s->u.s, linger_alloc, linger_read) == 0) s->linger_eof = 0;
+  /* what the session and the reader kept is not needed any more */
+  luaio_tls_free(s->tls);
+  s->tls = NULL;
+  free(s->buf);
+  s->buf = NULL;
+  s->cap = s->off = s->len = 0;
+  s->lprev = NULL;
+  s->lnext = ll->head;
+  if (ll->head) ll->head->lprev = s;
+  ll->head = s;
+  uv_unref(&s->u.handle);
+  uv_unref((uv_handle_t *)&s->ltimer);
+  linger_rearm(s);
+  if (s->linger_shut && s->linger_eof) linger_finish(s);
+  return 1;
+}
+
+/* Wait (poll) until fd is ready for `events` or the deadline (ms of
+** uv_hrtime) passes; 0 when the deadline passed. */
+static int wait_fd(uv_os_fd_t fd, short events, uint64_t deadline) {
+  uint64_t now = uv_hrtime() / 1000000;
+  if (now >= deadline) return 0;
+  struct pollfd pfd = { fd, events, 0 };
+  poll(&pfd, 1, (int)(deadline - now));
+  return 1;
+}
+
+/* The host closes while s lingers, and the loop will not run again: what
+** libuv has not written yet is written here, blocking, then FIN; then, as
+** long as the kernel still holds bytes the peer has not acknowledged, what
+** comes in is read and dropped (a reset now would lose them). All before
+** the deadline, at the end of a program. */
+static void linger_flush_now(stream *s, uint64_t deadline) {
+  uv_os_fd_t fd;
+  if (uv_fileno(&s->u.handle, &fd) != 0) return;
+  if (!s->linger_shut) {
+    size_t unsent = uv_stream_get_write_queue_size(&s->u.s), total = 0;
+    for (write_req *w = s->wq_head; w; w = w->next) total += w->n;
+    if (unsent > total) return;               /* libuv's queue is not what we think */
+    size_t skip = total - unsent;             /* written already: the oldest bytes */
+    for (write_req *w = s->wq_head; w; w = w->next) {
+      if (skip >= w->n) { skip -= w->n; continue; }
+      const char *p = w->data + skip;
+      size_t left = w->n - skip;
+      skip = 0;
+      while (left > 0) {
+        ssize_t k = send(fd, p, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k > 0) { p += k; left -= (size_t)k; }
+        else if (k < 0 && errno == EINTR) continue;
+        else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) { if (!wait_fd(fd, POLLOUT, deadline)) return; }
+        else return;                           /* the peer is gone */
+      }
+    }
+    shutdown(fd, SHUT_WR);                     /* uv_shutdown waited behind those writes */
+  }
+#ifdef SIOCOUTQ
+  char buf[4096];
+  int outq;
+  while (ioctl(fd, SIOCOUTQ, &outq) == 0 && outq > 0) {
+    uint64_t now = uv_hrtime() / 1000000;
+    if (now >= deadline) return;
+    struct pollfd pfd = { fd, POLLIN, 0 };
+    poll(&pfd, 1, deadline - now < 5 ? (int)(deadline - now) : 5);   /* ACKs wake nothing: look again soon */
+    ssize_t k = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return;
+  }
+#endif
+}
+
+/* The host closes: no more waiting on the loop; what is left to send goes
+** out now (bounded), and a last read keeps it a FIN. */
+static int linger_list_gc(lua_State *L) {
+  linger_list *ll = lua_touserdata(L, 1);
+  ll->gone = 1;
+  uint64_t deadline = uv_hrtime() / 1000000 + LINGER_EXIT_MS;
+  while (ll->head) {
+    stream *s = ll->head;
+    ll->head = s->lnext;
+    if (ll->head) ll->head->lprev = NULL;
+    s->lnext = s->lprev = NULL;
+    if (s->linger_drain || !s->linger_shut) linger_flush_now(s, deadline);
+    linger_finish(s);
+  }
+  return 0;
 }
 
 static void stream_close(stream *s) {
@@ -150,14 +386,7 @@ static void stream_close(stream *s) {
     luaio_tls_close_notify(s->tls);     /* tells the peer the end is not a truncation */
     tls_flush(s);
   }
-  if (s->queued > 0 && !s->shut && !s->write_err && uv_is_writable(&s->u.s)) {
-    uv_shutdown_t *req = malloc(sizeof *req);
-    if (req) {
-      req->data = s;
-      if (uv_shutdown(req, &s->u.s, on_shutdown_close) == 0) return;
-      free(req);
-    }
-  }
+  if (linger_start(s)) return;
   uv_close(&s->u.handle, on_closed);
 }
 
@@ -429,8 +658,14 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
   return do_read(L, (int)ctx);
 }
 
+static const char *const read_names[] = {
+  "stream:read", "stream:read_exactly", "stream:readline", "stream:read_until",
+  "stream:read_all", "stream:start_tls", "stream:_read_head"};
+
 static int do_read(lua_State *L, int op) {
   stream *s = check_stream(L, 1);
+  /* a waiting function, even when the data is there already */
+  luaio_task *t = luaio_need_task(L, read_names[op]);
   lua_settop(L, 2);
   int n = try_read(L, s, op);
   if (n >= 0) {
@@ -438,9 +673,10 @@ static int do_read(lua_State *L, int op) {
     return n;
   }
   if (s->reader) return luaL_error(L, "another task is already reading from this stream");
-  luaio_task *t = luaio_need_task(L, "stream reads");
-  s->reader = t;
   start_reading(s);
+  if (s->timeout == 0)            /* set_timeout(0): whatever has to wait times out at once */
+    return luaio_error(L, "TimeoutError", NULL, "read timed out after 0 s");
+  s->reader = t;
   if (s->timeout > 0) {
     s->rtimer.fire = on_read_timeout;
     luaio_timer_arm(s->h, &s->rtimer, s->timeout);
@@ -503,9 +739,12 @@ static void wake_writer_if(stream *s) {
 static void on_written(uv_write_t *req, int status) {
   write_req *w = (write_req *)req;
   stream *s = w->s;
+  for (write_req **pp = &s->wq_head, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->next)
+    if (*pp == w) { *pp = w->next; if (s->wq_tail == w) s->wq_tail = prev; break; }
   s->queued -= w->n;
   free(w);
   if (status < 0 && status != UV_ECANCELED && !s->write_err) s->write_err = status;
+  if (s->lingering && !s->linger_done && !s->linger_shut) linger_rearm(s);   /* progress */
   if (!s->closing) wake_writer_if(s);
 }
 
@@ -530,11 +769,12 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
+/* (the caller checked with luaio_need_task that the task can wait here) */
 static int wait_writer(lua_State *L, stream *s, int what) {
   if (s->writer) return luaL_error(L, "another task is already writing to this stream");
   luaio_task *t = luaio_current(L);
-  /* outside a task, or where it cannot yield: the data stays queued, nothing waits */
-  if (!t || !luaio_can_wait(L)) return 0;
+  if (s->timeout == 0)            /* set_timeout(0): whatever has to wait times out at once */
+    return luaio_error(L, "TimeoutError", NULL, "%s timed out after 0 s", what == WAIT_DRAIN ? "drain" : "write");
   s->writer = t;
   s->write_wait = what;
   if (s->timeout > 0) {
@@ -573,6 +813,10 @@ static int send_bufs(stream *s, const uv_buf_t *bufs, unsigned n, size_t total) 
     return s->write_err = r;
   }
   s->queued += pos;
+  w->next = NULL;
+  if (s->wq_tail) s->wq_tail->next = w;
+  else s->wq_head = w;
+  s->wq_tail = w;
   return 0;
 }
 
@@ -630,13 +874,14 @@ static int l_write(lua_State *L) {
   int n = lua_gettop(L) - 1;
   uv_buf_t local[16], *bufs = local;
   size_t total = 0;
-  if (s->write_err) return raise_uv(L, s->write_err, "write");
-  if (s->shut) return luaio_error(L, "OSError", "EPIPE", "cannot write after shutdown()");
   for (int i = 2; i <= n + 1; i++) {
     size_t len;
     luaio_checklstring(L, i, &len);
     total += len;
   }
+  luaio_need_task(L, "stream:write");    /* it may wait: nothing is queued outside a task */
+  if (s->write_err) return raise_uv(L, s->write_err, "write");
+  if (s->shut) return luaio_error(L, "OSError", "EPIPE", "cannot write after shutdown()");
   if (total == 0) return 0;
   int r;
   if (s->tls) {
@@ -660,16 +905,18 @@ static int l_write(lua_State *L) {
 
 static int l_drain(lua_State *L) {
   stream *s = check_stream(L, 1);
+  luaio_need_task(L, "stream:drain");
   if (s->write_err) return raise_uv(L, s->write_err, "write");
   if (s->queued == 0) return 0;
   lua_settop(L, 1);
-  luaio_need_task(L, "stream:drain");
   return wait_writer(L, s, WAIT_DRAIN);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
   stream *s = req->data;
   free(req);
+  s->shut_pending = 0;
+  if (s->lingering) { linger_shut_done(s, status); return; }   /* closed meanwhile */
   luaio_task *t = s->writer;
   if (!t || s->write_wait != WAIT_SHUTDOWN) return;
   s->writer = NULL;
@@ -692,6 +939,7 @@ static int l_shutdown(lua_State *L) {
   int r = uv_shutdown(req, &s->u.s, on_shutdown);
   if (r < 0) { free(req); return raise_uv(L, r, "shutdown"); }
   s->shut = 1;
+  s->shut_pending = 1;
   s->writer = t;
   s->write_wait = WAIT_SHUTDOWN;
   lua_settop(L, 1);
@@ -711,8 +959,8 @@ static int l_close(lua_State *L) {
 }
 
 static int l_gc(lua_State *L) {
-  stream_box *box = lua_touserdata(L, 1);
-  stream *s = box->s;
+  stream_box *box = luaL_testudata(L, 1, STREAM_MT);
+  stream *s = box ? box->s : NULL;
   if (!s) return 0;
   s->box = NULL;
   box->s = NULL;
@@ -771,10 +1019,13 @@ static int names(lua_State *L, int peer) {
 static int l_peername(lua_State *L) { return names(L, 1); }
 static int l_sockname(lua_State *L) { return names(L, 0); }
 
+/* set_timeout(sec): the deadline of each read or write that has to wait;
+** nil: none; 0: such a read or write raises TimeoutError at once */
 static int l_set_timeout(lua_State *L) {
   stream *s = check_stream(L, 1);
-  double sec = luaio_optnumber(L, 2, 0);
-  if (!(sec >= 0)) return luaio_argerror(L, 2, "timeout must be a non-negative number of seconds");
+  if (lua_isnoneornil(L, 2)) { s->timeout = -1; return 0; }
+  double sec = luaio_checknumber(L, 2);
+  if (!(sec >= 0)) return luaio_argerror(L, 2, "non-negative number of seconds expected");
   s->timeout = sec;
   return 0;
 }
@@ -805,7 +1056,7 @@ static int l_buffered(lua_State *L) {
 /* _start_tls(context, server_name) ⏸ : the handshake, waited for as a read */
 static int l_start_tls(lua_State *L) {
   stream *s = check_stream(L, 1);
-  const char *name = luaio_optstring(L, 3, NULL);
+  const char *name = lua_isnoneornil(L, 3) ? NULL : luaio_checkcstring(L, 3);
   if (s->tls) return luaL_error(L, "the stream already speaks TLS");
   if (s->reader) return luaL_error(L, "another task is already reading from this stream");
   luaio_need_task(L, "start_tls");
@@ -824,6 +1075,17 @@ static int l_start_tls(lua_State *L) {
   free(early);
   lua_settop(L, 1);
   return do_read(L, OP_HANDSHAKE);
+}
+
+/* _start_tls_blocker() -> why start_tls cannot start now, or nil (the Lua
+** half asks first: a misuse must not close the stream as a failed
+** handshake does) */
+static int l_start_tls_blocker(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  if (s->tls) lua_pushliteral(L, "the stream already speaks TLS");
+  else if (s->reader) lua_pushliteral(L, "another task is already reading from this stream");
+  else lua_pushnil(L);
+  return 1;
 }
 
 static int l_tls_info(lua_State *L) {
@@ -888,8 +1150,9 @@ static int connect_fail(lua_State *L, int r, const char *what) {
 /* tcp_connect(ip, port) ⏸ -> Stream */
 static int l_tcp_connect(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  const char *ip = luaio_checkstring(L, 1);
+  const char *ip = luaio_checkcstring(L, 1);
   lua_Integer port = luaio_checkinteger(L, 2);
+  if (port < 1 || port > 65535) return luaio_argerror(L, 2, "port must be within 1..65535");
   luaio_need_task(L, "open_connection");
   struct sockaddr_storage addr;
   if (uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)&addr) != 0 &&
@@ -913,7 +1176,9 @@ static int l_tcp_connect(lua_State *L) {
 /* pipe_connect(path) ⏸ -> Stream */
 static int l_pipe_connect(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  const char *path = luaio_checkstring(L, 1);
+  const char *path = luaio_checkcstring(L, 1);
+  if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+    return luaio_argerror(L, 1, "path too long for a Unix socket");
   luaio_need_task(L, "open_connection");
   stream *s = stream_alloc(h);
   if (!s) return luaL_error(L, "out of memory");
@@ -1018,8 +1283,8 @@ static int l_listener_close(lua_State *L) {
 }
 
 static int l_listener_gc(lua_State *L) {
-  listener_box *box = lua_touserdata(L, 1);
-  listener *l = box->l;
+  listener_box *box = luaL_testudata(L, 1, LISTENER_MT);
+  listener *l = box ? box->l : NULL;
   if (!l) return 0;
   if (!l->h->closing) return l_listener_close(L);
   box->l = NULL;
@@ -1044,6 +1309,12 @@ static int l_listener_address(lua_State *L) {
   return push_addr(L, &ss);
 }
 
+static int l_listener_tostring(lua_State *L) {
+  listener_box *box = luaio_checkudata(L, 1, LISTENER_MT);
+  lua_pushfstring(L, "Listener<%s>", box->l ? "open" : "closed");
+  return 1;
+}
+
 static listener *push_listener(lua_State *L, luaio_host *h) {
   listener *l = calloc(1, sizeof *l);
   if (!l) { luaL_error(L, "out of memory"); return NULL; }
@@ -1065,7 +1336,7 @@ static int listen_fail(lua_State *L, int r, const char *what, const char *where)
 /* tcp_listen(ip, port, backlog, reuseport) -> Listener */
 static int l_tcp_listen(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  const char *ip = luaio_checkstring(L, 1);
+  const char *ip = luaio_checkcstring(L, 1);
   lua_Integer port = luaio_checkinteger(L, 2);
   int backlog = (int)luaio_optinteger(L, 3, 511);
   int reuseport = lua_toboolean(L, 4);
@@ -1098,8 +1369,10 @@ static int l_tcp_listen(lua_State *L) {
 /* pipe_listen(path, backlog) -> Listener */
 static int l_pipe_listen(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  const char *path = luaio_checkstring(L, 1);
+  const char *path = luaio_checkcstring(L, 1);
   int backlog = (int)luaio_optinteger(L, 2, 511);
+  if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+    return luaio_argerror(L, 1, "path too long for a Unix socket");
   listener *l = push_listener(L, h);
   lua_insert(L, 1);                      /* the listener at 1, path still alive */
   l->is_pipe = 1;
@@ -1119,8 +1392,10 @@ void luaio_open_stream(lua_State *L, luaio_host *h) {
     {"drain", l_drain}, {"close", l_close}, {"shutdown", l_shutdown},
     {"peername", l_peername}, {"sockname", l_sockname}, {"set_timeout", l_set_timeout},
     {"set_limits", l_set_limits}, {"buffered", l_buffered}, {"closed", l_closed},
-    {"_start_tls", l_start_tls}, {"_read_head", l_read_head}, {"tls_info", l_tls_info}, {NULL, NULL}};
+    {"_start_tls", l_start_tls}, {"_start_tls_blocker", l_start_tls_blocker}, {"_read_head", l_read_head}, {"tls_info", l_tls_info}, {NULL, NULL}};
   luaL_newmetatable(L, STREAM_MT);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "stream_mt");        /* into core: the Lua half checks self with it */
   luaL_newlib(L, methods);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "__index");
@@ -1133,6 +1408,20 @@ void luaio_open_stream(lua_State *L, luaio_host *h) {
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
 
+  /* one per host (a second require keeps it), made after the host's own
+  ** reference: its __gc runs before the teardown */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &linger_key) == LUA_TNIL) {
+    linger_list *ll = lua_newuserdatauv(L, sizeof *ll, 0);
+    ll->head = NULL;
+    ll->gone = 0;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, linger_list_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &linger_key);
+  }
+  lua_pop(L, 1);
+
   static const luaL_Reg lmethods[] = {
     {"accept", l_accept}, {"close", l_listener_close}, {"address", l_listener_address},
     {NULL, NULL}};
@@ -1141,6 +1430,10 @@ void luaio_open_stream(lua_State *L, luaio_host *h) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_listener_gc);
   lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_listener_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, l_listener_tostring);
+  lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
 
   static const luaL_Reg funcs[] = {

@@ -289,6 +289,10 @@ static int l_to_thread(lua_State *L) {
     size_t len;
     const char *name = lua_tolstring(L, 1, &len);
     const char *dot = strrchr(name, '.');
+    if (strlen(name) != len) {
+      free_job(j);
+      return luaio_argerror(L, 1, "string contains a NUL byte");
+    }
     if (!dot || dot == name || dot[1] == '\0') {
       free_job(j);
       return luaio_argerror(L, 1, "expected \"module.function\"");
@@ -304,8 +308,8 @@ static int l_to_thread(lua_State *L) {
       lua_pop(L, 1);
       if (strcmp(up, "_ENV") != 0) {
         free_job(j);
-        return luaL_error(L, "aio.to_thread: the function has an upvalue '%s'; only _ENV is allowed "
-                             "(pass the value as an argument instead)", up);
+        return luaio_argerror(L, 1, lua_pushfstring(L, "the function has an upvalue '%s'; only _ENV is allowed "
+                                                       "(pass the value as an argument instead)", up));
       }
     }
     wbuf code = {0};

@@ -347,7 +347,11 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
 static const char *opt_string(lua_State *L, const char *field) {
   lua_getfield(L, 1, field);
   const char *s = NULL;
-  if (lua_type(L, -1) == LUA_TSTRING) s = lua_tostring(L, -1);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t len;
+    s = lua_tolstring(L, -1, &len);
+    if (strlen(s) != len) luaL_error(L, "tls.%s contains a NUL byte", field);
+  }
   else if (!lua_isnil(L, -1)) luaL_error(L, "tls.%s must be a string, got %s", field, luaL_typename(L, -1));
   lua_pop(L, 1);   /* the string stays alive: it is a field of the options table */
   return s;

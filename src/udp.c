@@ -92,6 +92,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
 /* sock:recvfrom() ⏸ -> data, host, port */
 static int l_recvfrom(lua_State *L) {
   udp_sock *u = check_udp(L);
+  luaio_task *t = luaio_need_task(L, "socket:recvfrom");   /* a waiting function, even with a datagram queued */
   lua_settop(L, 1);
   if (u->head) {
     datagram *d = u->head;
@@ -106,7 +107,6 @@ static int l_recvfrom(lua_State *L) {
   }
   if (u->err) { int e = u->err; u->err = 0; return luaio_uverror(L, "OSError", e, "recvfrom"); }
   if (u->receiver) return luaL_error(L, "another task is already receiving on this socket");
-  luaio_task *t = luaio_need_task(L, "recvfrom");
   if (!u->receiving) {
     int r = uv_udp_recv_start(&u->handle, on_alloc, on_recv);
     if (r < 0) return luaio_uverror(L, "OSError", r, "recvfrom");
@@ -139,10 +139,10 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx);
 ** picks an address of the socket's own family. */
 static int l_sendto(lua_State *L) {
   udp_sock *u = check_udp(L);
-  luaio_need_task(L, "sendto");
+  luaio_need_task(L, "socket:sendto");
   size_t len;
   const char *data = luaio_checklstring(L, 2, &len);
-  const char *ip = luaio_checkstring(L, 3);
+  const char *ip = luaio_checkcstring(L, 3);
   lua_Integer port = luaio_checkinteger(L, 4);
   if (port < 1 || port > 65535) return luaio_argerror(L, 4, "port must be within 1..65535");
   struct sockaddr_storage ss;
@@ -201,8 +201,8 @@ static int l_udp_close(lua_State *L) {
 }
 
 static int l_udp_gc(lua_State *L) {
-  udp_box *box = lua_touserdata(L, 1);
-  udp_sock *u = box->u;
+  udp_box *box = luaL_testudata(L, 1, UDP_MT);
+  udp_sock *u = box ? box->u : NULL;
   if (!u) return 0;
   if (!u->h->closing) return l_udp_close(L);
   box->u = NULL;
@@ -219,10 +219,16 @@ static int l_udp_sockname(lua_State *L) {
   return push_from(L, &ss);
 }
 
+static int l_udp_tostring(lua_State *L) {
+  udp_box *box = luaio_checkudata(L, 1, UDP_MT);
+  lua_pushfstring(L, "UDP<%s>", box->u ? "open" : "closed");
+  return 1;
+}
+
 /* udp_bind(ip, port) -> socket */
 static int l_udp_bind(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  const char *ip = luaio_checkstring(L, 1);
+  const char *ip = luaio_checkcstring(L, 1);
   lua_Integer port = luaio_optinteger(L, 2, 0);
   if (port < 0 || port > 65535) return luaio_argerror(L, 2, "port must be within 0..65535");
   struct sockaddr_storage ss;
@@ -256,6 +262,8 @@ void luaio_open_udp(lua_State *L, luaio_host *h) {
   lua_setfield(L, -2, "__close");
   lua_pushcfunction(L, l_udp_gc);
   lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_udp_tostring);
+  lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   lua_pushlightuserdata(L, h);
   lua_pushcclosure(L, l_udp_bind, 1);

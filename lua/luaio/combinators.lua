@@ -2,6 +2,8 @@
 -- Written on the scheduler's two verbs: core.suspend(owner) waits until
 -- core.wake(task, owner, ...) (or a cancellation: then it returns false, err).
 return function(aio, core)
+  -- the real metatable: a __metatable field cannot make a table pass for ours
+  local getmetatable = debug.getmetatable
   local spawn, suspend, wake = core.spawn, core.suspend, core.wake
   local call_later, is_error, new_error = core.call_later, core.is_error, core.error
   local pack, unpack, type, error, math_huge = table.pack, table.unpack, type, error, math.huge

@@ -2,14 +2,63 @@
 -- whole by the stream (native search for the blank line, within a limit) and
 -- parsed in C (http_parse.c); routing, framing policy and pooling live here.
 return function(aio, core)
+  -- the real metatable: a __metatable field cannot make a table pass for ours
+  local getmetatable = debug.getmetatable
   local chunk_size, unescape = core.http_chunk_size, core.http_unescape
   local is_error, new_error = core.is_error, core.error
   local json = aio.json
+  local json_bodies = setmetatable({}, { __mode = "k" })   -- request opts -> its json, encoded
   local concat, type, tostring, error, pcall = table.concat, type, tostring, error, pcall
+  local getmetatable, setmetatable, math_type = getmetatable, setmetatable, math.type
   local fmt = string.format
+  local check_self, check_callable = core.check_self, core.check_callable
+  local arg_error, type_name, need_task = core.arg_error, core.type_name, core.need_task
 
   local http = {}
   aio.http = http
+
+  -- Argument checks. Each raises Lua's "bad argument #n to 'NAME' (...)"
+  -- for the function `level` frames up from the checker's caller (1: the
+  -- function calling the checker), positioned at that function's caller.
+  local function check_arg(v, n, tname, level, optional)
+    if (v ~= nil or not optional) and type(v) ~= tname then
+      arg_error(n, tname .. " expected, got " .. type_name(v), (level or 1) + 1)
+    end
+    return v
+  end
+  -- opts: nil or a table whose listed fields have the listed kinds:
+  -- "string", "table", "boolean", "function", "tls" (true/false or a
+  -- table), "seconds" (number >= 0), "count" (integer >= 0), "count1"
+  -- (integer >= 1). Unknown fields pass. Returns opts or a new table.
+  local KIND_EXPECTED = { tls = "table or boolean", seconds = "number", count = "integer",
+    count1 = "integer", any = "any" }
+  local function check_opts(opts, n, fields, level)
+    level = (level or 1) + 1
+    if opts == nil then return {} end
+    if type(opts) ~= "table" then arg_error(n, "table expected, got " .. type_name(opts), level) end
+    for k, kind in pairs(fields) do
+      local v = opts[k]
+      if v ~= nil then
+        local t, bad = type(v), nil
+        if kind == "tls" then bad = t ~= "table" and t ~= "boolean"
+        elseif kind == "seconds" then bad = t ~= "number" or not (v >= 0)
+        elseif kind == "count" then bad = math_type(v) ~= "integer" or v < 0
+        elseif kind == "count1" then bad = math_type(v) ~= "integer" or v < 1
+        else bad = t ~= kind end
+        if bad then
+          local expected, got = KIND_EXPECTED[kind] or kind, type_name(v)
+          if t == "number" and (kind == "seconds" or kind == "count" or kind == "count1") then
+            -- the right type, out of range: name the value
+            expected = kind == "seconds" and "number >= 0" or kind == "count" and "integer >= 0"
+              or "integer >= 1"
+            got = tostring(v)
+          end
+          arg_error(n, fmt("opts.%s: %s expected, got %s", k, expected, got), level)
+        end
+      end
+    end
+    return opts
+  end
 
   local REASONS = {
     [100] = "Continue", [200] = "OK", [201] = "Created", [202] = "Accepted", [204] = "No Content",
@@ -25,12 +74,15 @@ return function(aio, core)
   http.reasons = REASONS
 
   -- headers with case-insensitive lookup: stored lowercased
-  local Headers = {}
+  local Headers = { __name = "luaio.http.Headers" }
   Headers.__index = function(t, k)
     if type(k) == "string" then return rawget(t, k:lower()) end
   end
   local function headers_of(t) return setmetatable(t or {}, Headers) end
-  http.headers = headers_of
+  function http.headers(t)
+    check_arg(t, 1, "table", 1, true)
+    return headers_of(t)
+  end
 
   local function decode_query(q)
     local t = {}
@@ -45,12 +97,19 @@ return function(aio, core)
     end
     return t
   end
-  http.decode_query = decode_query
+  function http.decode_query(q)
+    check_arg(q, 1, "string", 1, true)
+    return decode_query(q)
+  end
 
   local function escape(s)
     return (tostring(s):gsub("[^%w%-%._~]", function(c) return fmt("%%%02X", c:byte()) end))
   end
-  http.escape = escape
+  function http.escape(s)
+    local t = type(s)
+    if t ~= "string" and t ~= "number" then arg_error(1, "string expected, got " .. type_name(s)) end
+    return escape(s)
+  end
 
   local function http_date(t)
     return os.date("!%a, %d %b %Y %H:%M:%S GMT", t)
@@ -92,9 +151,16 @@ return function(aio, core)
   -- ===================================================================
   local App = {}
   App.__index = App
+  App.__name = "luaio.http.App"
+
+  -- the server's options (app(opts), listen's opts) that this file reads;
+  -- start_server checks its own (backlog, reuseport, max_connections, tls)
+  local SERVER_OPTS = { header_timeout = "seconds", max_body = "count", max_header = "count1",
+    backlog = "count", max_connections = "count1" }
 
   function http.app(opts)
-    return setmetatable({ _routes = {}, _static = {}, _opts = opts or {} }, App)
+    opts = check_opts(opts, 1, SERVER_OPTS)
+    return setmetatable({ _routes = {}, _static = {}, _opts = opts }, App)
   end
 
   local function compile(path)
@@ -119,14 +185,23 @@ return function(aio, core)
   end
 
   function App:route(path, handler, methods)
-    if type(path) ~= "string" or path:sub(1, 1) ~= "/" then error("app:route: path must start with '/'", 2) end
-    if type(handler) ~= "function" then error("app:route: handler must be a function", 2) end
+    if getmetatable(self) ~= App then check_self(self, App) end
+    check_arg(path, 2, "string")
+    if path:sub(1, 1) ~= "/" then arg_error(2, fmt("path starting with '/' expected, got %q", path)) end
+    check_callable(handler, 3)
     local allowed
     if methods ~= nil then
       if type(methods) == "string" then methods = { methods } end
-      if type(methods) ~= "table" then error("app:route: methods must be a string or an array", 2) end
+      if type(methods) ~= "table" then
+        arg_error(4, "string or array of strings expected, got " .. type_name(methods))
+      end
       allowed = {}
-      for _, m in ipairs(methods) do allowed[m:upper()] = true end
+      for i, m in ipairs(methods) do
+        if type(m) ~= "string" then
+          arg_error(4, fmt("methods[%d]: string expected, got %s", i, type_name(m)))
+        end
+        allowed[m:upper()] = true
+      end
       if allowed.GET then allowed.HEAD = true end
     end
     local route = { segs = compile(path), handler = handler, methods = allowed, list = methods }
@@ -148,6 +223,9 @@ return function(aio, core)
   end
 
   function App:find(method, path)
+    if getmetatable(self) ~= App then check_self(self, App) end
+    check_arg(method, 2, "string")
+    check_arg(path, 3, "string")
     local r = self._static[path]
     if r and (not r.methods or r.methods[method]) then return r, {} end
     local parts = {}
@@ -166,8 +244,9 @@ return function(aio, core)
   end
 
   -- req.query is decoded on first use: most handlers never look
-  local Request = {}
+  local Request = { __name = "luaio.http.Request" }
   function Request:json()
+    if getmetatable(self) ~= Request then check_self(self, Request) end
     return json.decode(self.body)
   end
   Request.__index = function(req, k)
@@ -364,7 +443,9 @@ return function(aio, core)
   end
 
   function App:handle_connection(stream, opts)
-    opts = opts or self._opts
+    if getmetatable(self) ~= App then check_self(self, App) end
+    if getmetatable(stream) ~= core.stream_mt then arg_error(2, "luaio.Stream expected, got " .. type_name(stream)) end
+    if opts == nil then opts = self._opts else check_opts(opts, 3, SERVER_OPTS) end
     stream:set_limits(opts.max_header or 65536)
     local host, port = stream:peername()
     local peer = host and (port and (host .. ":" .. port) or host) or nil
@@ -382,9 +463,17 @@ return function(aio, core)
   end
 
   function App:listen(host, port, opts)
-    core.need_task("app:listen")
-    opts = opts or {}
-    for k, v in pairs(self._opts) do if opts[k] == nil then opts[k] = v end end
+    if getmetatable(self) ~= App then check_self(self, App) end
+    check_arg(host, 2, "string", 1, true)
+    if port ~= nil and type(port) ~= "number" and type(port) ~= "string" then
+      arg_error(3, "number expected, got " .. type_name(port))
+    end
+    opts = check_opts(opts, 4, SERVER_OPTS)
+    need_task("app:listen")
+    local merged = {}
+    for k, v in pairs(self._opts) do merged[k] = v end
+    for k, v in pairs(opts) do merged[k] = v end
+    opts = merged
     local app = self
     return aio.start_server(function(stream) app:handle_connection(stream, opts) end, host, port, opts)
   end
@@ -393,7 +482,6 @@ return function(aio, core)
   -- Client
   -- ===================================================================
   local function parse_url(url)
-    if type(url) ~= "string" then error("URL must be a string", 3) end
     local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
     if not scheme then error(new_error("ValueError", "not an absolute URL: " .. url), 3) end
     scheme = scheme:lower()
@@ -416,50 +504,68 @@ return function(aio, core)
     port = tonumber(port) or default_port
     if port < 1 or port > 65535 then error(new_error("ValueError", "URL with a bad port: " .. url), 3) end
     local named = host:find(":", 1, true) and ("[" .. host .. "]") or host
+    local path, query = target:match("^([^?]*)%??(.*)$")
     return { scheme = scheme, tls = scheme == "https", host = host, port = port, target = target,
+             path = path, query = target:find("?", 1, true) and query or nil,
              authority = (port == default_port) and named or (named .. ":" .. port) }
   end
-  http.parse_url = parse_url
+  function http.parse_url(url)
+    check_arg(url, 1, "string")
+    return parse_url(url)
+  end
 
   local Response = {}
   Response.__index = Response
-  function Response:json() return json.decode(self.body) end
+  Response.__name = "luaio.http.Response"
+  function Response:json()
+    if getmetatable(self) ~= Response then check_self(self, Response) end
+    return json.decode(self.body)
+  end
   function Response:raise_for_status()
+    if getmetatable(self) ~= Response then check_self(self, Response) end
     if self.status >= 400 then
       error(new_error("HTTPError", fmt("%d %s for %s", self.status, self.reason, self.url), { status = self.status, response = self }), 2)
     end
     return self
   end
-  function Response:ok() return self.status < 400 end
+  function Response:ok()
+    if getmetatable(self) ~= Response then check_self(self, Response) end
+    return self.status < 400
+  end
 
   local Session = {}
   Session.__index = Session
+  Session.__name = "luaio.http.Session"
+
+  local SESSION_OPTS = { max_connections = "count1", timeout = "seconds", headers = "table", tls = "tls" }
+
+  -- opts.headers: names that are tokens, values without line breaks
+  local function check_headers(headers, n, level)
+    if headers == nil then return end
+    local ok, why = header_block(headers)
+    if not ok then arg_error(n, "opts.headers: " .. why, (level or 1) + 1) end
+  end
+
+  local function new_session(opts)
+    return setmetatable({ _idle = {}, _opts = opts, _sem = aio.Semaphore(opts.max_connections or 100),
+      _closed = false, headers = opts.headers or {}, timeout = opts.timeout, connections_made = 0 }, Session)
+  end
 
   function http.Session(opts)
-    opts = opts or {}
-    if type(opts) ~= "table" then error("aio.http.Session: opts must be a table", 2) end
-    local max = opts.max_connections or 100
-    if math.type(max) ~= "integer" or max < 1 then error("aio.http.Session: opts.max_connections must be a whole number >= 1", 2) end
-    if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or not (opts.timeout >= 0)) then
-      error("aio.http.Session: opts.timeout must be a number of seconds >= 0", 2)
-    end
-    if opts.headers ~= nil then
-      if type(opts.headers) ~= "table" then error("aio.http.Session: opts.headers must be a table", 2) end
-      local ok, why = header_block(opts.headers)
-      if not ok then error("aio.http.Session: " .. why, 2) end
-    end
-    return setmetatable({ _idle = {}, _opts = opts, _sem = aio.Semaphore(max), _closed = false,
-      headers = opts.headers or {}, timeout = opts.timeout, connections_made = 0 }, Session)
+    opts = check_opts(opts, 1, SESSION_OPTS)
+    check_headers(opts.headers, 1)
+    return new_session(opts)
   end
 
   function Session:close()
+    if getmetatable(self) ~= Session then check_self(self, Session) end
     self._closed = true
     for _, list in pairs(self._idle) do
       for _, s in ipairs(list) do s:close() end
     end
     self._idle = {}
   end
-  Session.__close = Session.close
+  Session.__close = function(self) return Session.close(self) end
 
   -- pooled connections are told apart by scheme, host, port and TLS settings
   local function tls_key(tls)
@@ -554,7 +660,7 @@ return function(aio, core)
     local body = opts.body
     local headers = merged_headers(self, opts)
     if opts.json ~= nil then
-      body = json.encode(opts.json)
+      body = json_bodies[opts] or json.encode(opts.json)
       local typed = false
       for k in pairs(headers) do if k:lower() == "content-type" then typed = true end end
       if not typed then headers["Content-Type"] = "application/json" end
@@ -605,51 +711,73 @@ return function(aio, core)
     end
   end
 
-  -- An error about the caller's arguments, positioned at the caller's own
-  -- code: past aio.http.get -> request -> Session:request, all of this file.
-  local this_file = debug.getinfo(1, "S").source
-  local function arg_error(msg)
-    local level = 2
-    while true do
-      local info = debug.getinfo(level + 1, "S")
-      if not info or info.source ~= this_file then break end
-      level = level + 1
+  -- A request's arguments, checked for the public function `level` frames
+  -- up (1: the caller of check_request); mi, ui, oi: their argument numbers.
+  local REQUEST_OPTS = { headers = "table", body = "string", timeout = "seconds",
+    max_redirects = "count", tls = "tls" }
+  local function check_request(method, mi, url, ui, opts, oi, level)
+    level = (level or 1) + 1
+    if mi then
+      if type(method) ~= "string" then arg_error(mi, "string expected, got " .. type_name(method), level) end
+      if not method:find("^[%w!#$%%&'*+.^_`|~-]+$") then
+        arg_error(mi, fmt("method token expected, got %q", method), level)
+      end
     end
-    error(msg, level + 1)
+    if type(url) ~= "string" then arg_error(ui, "string expected, got " .. type_name(url), level) end
+    opts = check_opts(opts, oi, REQUEST_OPTS, level)
+    check_headers(opts.headers, oi, level)
+    if opts.json ~= nil then      -- encoded here, so that a value JSON cannot hold is the caller's error
+      local ok, body = pcall(json.encode, opts.json)
+      if not ok then arg_error(oi, "opts.json: " .. tostring(body), level) end
+      json_bodies[opts] = body
+    end
+    return opts
   end
 
-  function Session:request(method, url, opts)
-    if type(method) ~= "string" then arg_error("request: method must be a string") end
-    opts = opts or {}
-    if type(opts) ~= "table" then arg_error("request: opts must be a table") end
-    if self._closed then error(new_error("RuntimeError", "the session is closed"), 2) end
-    if not method:find("^[%w!#$%%&'*+.^_`|~-]+$") then arg_error("request: bad method " .. fmt("%q", method)) end
-    if opts.body ~= nil and type(opts.body) ~= "string" then arg_error("request: opts.body must be a string") end
-    if opts.headers ~= nil then
-      if type(opts.headers) ~= "table" then arg_error("request: opts.headers must be a table") end
-      local ok, why = header_block(opts.headers)
-      if not ok then arg_error("request: " .. why) end
-    end
-    local mr = opts.max_redirects
-    if mr ~= nil and (math.type(mr) ~= "integer" or mr < 0) then
-      arg_error("request: opts.max_redirects must be a whole number >= 0")
-    end
-    local t = opts.timeout
-    if t ~= nil and (type(t) ~= "number" or not (t >= 0)) then
-      arg_error("request: opts.timeout must be a number of seconds >= 0, got " .. tostring(t))
-    end
+  local function request(self, method, url, opts)
+    if self._closed then error(new_error("RuntimeError", "the session is closed"), 3) end
     local timeout = opts.timeout or self.timeout
     if timeout then return aio.timeout(timeout, perform, self, method, url, opts) end
     return perform(self, method, url, opts)
   end
-  function Session:get(url, opts) return self:request("GET", url, opts) end
-  function Session:post(url, opts) return self:request("POST", url, opts) end
+
+  function Session:request(method, url, opts)
+    if getmetatable(self) ~= Session then check_self(self, Session) end
+    opts = check_request(method, 2, url, 3, opts, 4)
+    need_task("session:request")
+    return request(self, method, url, opts)
+  end
+  function Session:get(url, opts)
+    if getmetatable(self) ~= Session then check_self(self, Session) end
+    opts = check_request(nil, nil, url, 2, opts, 3)
+    need_task("session:get")
+    return request(self, "GET", url, opts)
+  end
+  function Session:post(url, opts)
+    if getmetatable(self) ~= Session then check_self(self, Session) end
+    opts = check_request(nil, nil, url, 2, opts, 3)
+    need_task("session:post")
+    return request(self, "POST", url, opts)
+  end
 
   -- one-shot requests: a session of their own, closed afterwards
-  function http.request(method, url, opts)
-    local session <close> = http.Session()
-    return session:request(method, url, opts)
+  local function one_shot(method, url, opts)
+    local session <close> = new_session({})
+    return request(session, method, url, opts)
   end
-  function http.get(url, opts) return http.request("GET", url, opts) end
-  function http.post(url, opts) return http.request("POST", url, opts) end
+  function http.request(method, url, opts)
+    opts = check_request(method, 1, url, 2, opts, 3)
+    need_task("aio.http.request")
+    return one_shot(method, url, opts)
+  end
+  function http.get(url, opts)
+    opts = check_request(nil, nil, url, 1, opts, 2)
+    need_task("aio.http.get")
+    return one_shot("GET", url, opts)
+  end
+  function http.post(url, opts)
+    opts = check_request(nil, nil, url, 1, opts, 2)
+    need_task("aio.http.post")
+    return one_shot("POST", url, opts)
+  end
 end

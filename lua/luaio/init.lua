@@ -41,8 +41,9 @@ function core.check_callable(v, n)
   return v
 end
 -- self must be an object of metatable mt (whose __name says what it is)
+local rawgetmetatable = debug.getmetatable   -- a __metatable field cannot pass for ours
 function core.check_self(self, mt)
-  if getmetatable(self) ~= mt then arg_error(1, mt.__name .. " expected, got " .. type_name(self), 2) end
+  if rawgetmetatable(self) ~= mt then arg_error(1, mt.__name .. " expected, got " .. type_name(self), 2) end
   return self
 end
 -- a number, not NaN; min (optional) is the least value allowed
@@ -55,8 +56,14 @@ end
 
 -- Raise a new luaio error: aio.raise("TimeoutError", "msg", {extra fields})
 local new_error = core.error
-function aio.new_error(name, message, fields) return new_error(name, message, fields) end
+aio.new_error = new_error
 local function raise(name, message, fields, level)
+  if type(name) ~= "string" or name == "" then arg_error(1, "an error name expected, got " .. type_name(name)) end
+  if message ~= nil and type(message) ~= "string" and type(message) ~= "number" then
+    arg_error(2, "string expected, got " .. type_name(message))
+  end
+  if fields ~= nil and type(fields) ~= "table" then arg_error(3, "table expected, got " .. type_name(fields)) end
+  if level ~= nil and math.type(level) ~= "integer" then arg_error(4, "integer expected, got " .. type_name(level)) end
   error(new_error(name, message, fields), level or 2)
 end
 aio.raise = raise

@@ -2,12 +2,15 @@
 -- A put wakes one getter, which takes the item itself when it runs: an item
 -- is never handed to a task that may be cancelled before it looks at it.
 return function(aio, core)
+  -- the real metatable: a __metatable field cannot make a table pass for ours
+  local getmetatable = debug.getmetatable
   local suspend, wake, new_error = core.suspend, core.wake, core.error
   local F = aio._fifo
   local fifo, push, remove, wake_first = F.new, F.push, F.remove, F.wake_first
-  local error, setmetatable, type = error, setmetatable, type
+  local error, setmetatable, getmetatable, type, pcall = error, setmetatable, getmetatable, type, pcall
+  local tostring = tostring
 
-  local need_task = core.need_task
+  local need_task, check_self, arg_error, type_name = core.need_task, core.check_self, core.arg_error, core.type_name
 
   local function raise(name, msg) error(new_error(name, msg), 3) end
 
@@ -72,35 +75,72 @@ return function(aio, core)
     if a[1] == b[1] then return a[2] < b[2] end
     return a[1] < b[1]
   end
+  -- Where e would settle, sifting up from i / down from the root: the
+  -- comparisons only, run (protected) before the heap is touched, so a key
+  -- that cannot be compared (1 against {} or "x", a failing __lt) raises
+  -- and leaves the queue exactly as it was.
+  local function up_slot(items, e, i)
+    while i > 1 do
+      local p = i // 2
+      if not before(e, items[p]) then break end
+      i = p
+    end
+    return i
+  end
+  local function down_path(items, n, last, path)
+    local i = 1
+    while true do
+      local c = 2 * i
+      if c > n then break end
+      if c < n and before(items[c + 1], items[c]) then c = c + 1 end
+      if not before(items[c], last) then break end
+      path[#path + 1] = c
+      i = c
+    end
+  end
+  -- the comparison's error, without the position inside this file
+  local function order_error(why)
+    return "cannot order the item among the queued ones (" .. tostring(why):gsub("^[^\n]-:%d+: ", "") .. ")"
+  end
   local heap_store = {
     init = function(q) q._seq = 0 end,
+    -- returns an error message (nothing stored) when x cannot be ordered
     put = function(q, x)
+      local key = prio_key(x)
+      if key == nil or key ~= key then
+        return ("priority expected%s, got %s"):format(type(x) == "table" and " at [1]" or "",
+          key == nil and "nil" or "NaN")
+      end
       local items = q._items
+      local e = { key, q._seq + 1, x }
+      local n = q._n + 1
+      local ok, i = pcall(up_slot, items, e, n)
+      if not ok then return order_error(i) end
       q._seq = q._seq + 1
-      local e = { prio_key(x), q._seq, x }
-      local i = q._n + 1
-      q._n = i
-      while i > 1 do
-        local p = i // 2
-        if not before(e, items[p]) then break end
-        items[i] = items[p]
-        i = p
+      q._n = n
+      while n > i do
+        local p = n // 2
+        items[n] = items[p]
+        n = p
       end
       items[i] = e
     end,
+    -- returns nil and an error message (nothing taken) when the items
+    -- cannot be ordered (keys whose __lt fails)
     get = function(q)
       local items, n = q._items, q._n
       local top, last = items[1], items[n]
+      local path = {}
+      if n > 1 then
+        local ok, why = pcall(down_path, items, n - 1, last, path)
+        if not ok then return nil, order_error(why) end
+      end
       items[n] = nil
-      n = n - 1
-      q._n = n
-      if n > 0 then
+      q._n = n - 1
+      if n > 1 then
         local i = 1
-        while true do
-          local c = 2 * i
-          if c > n then break end
-          if c < n and before(items[c + 1], items[c]) then c = c + 1 end
-          if not before(items[c], last) then break end
+        for k = 1, #path do
+          local c = path[k]
           items[i] = items[c]
           i = c
         end
@@ -110,31 +150,55 @@ return function(aio, core)
     end,
   }
 
-  local function make(maxsize, store, fname)
-    maxsize = maxsize or 0
-    if type(maxsize) ~= "number" or maxsize ~= maxsize then
-      error(fname .. ": maxsize must be a number, got " .. tostring(maxsize), 3)
-    end
+  -- maxsize: nil (0, unbounded) or a number (<= 0: unbounded); checked
+  -- for the constructor calling this
+  local function check_maxsize(maxsize)
+    if maxsize == nil then return 0 end
+    if type(maxsize) ~= "number" then arg_error(1, "number expected, got " .. type_name(maxsize), 2) end
+    if maxsize ~= maxsize then arg_error(1, "number expected, got NaN", 2) end
+    return maxsize
+  end
+
+  -- Every queue, for the self check of the hot paths (put, get and their
+  -- nowait forms): a table lookup, which works for a self of any type and
+  -- costs a fraction of a getmetatable call.
+  local queues = setmetatable({}, { __mode = "k" })
+
+  local function make(maxsize, store)
     local q = setmetatable({ _maxsize = maxsize, _items = {}, _store = store, _n = 0,
       _getters = fifo(), _putters = fifo(), _unfinished = 0,
       _joined = nil, _shutdown = false }, Queue)
     store.init(q)
     q._fast = fast_limit(q)
+    queues[q] = true
     return q
   end
 
-  function aio.Queue(maxsize) return make(maxsize, fifo_store, "aio.Queue") end
-  function aio.LifoQueue(maxsize) return make(maxsize, lifo_store, "aio.LifoQueue") end
-  function aio.PriorityQueue(maxsize) return make(maxsize, heap_store, "aio.PriorityQueue") end
+  function aio.Queue(maxsize) return make(check_maxsize(maxsize), fifo_store) end
+  function aio.LifoQueue(maxsize) return make(check_maxsize(maxsize), lifo_store) end
+  function aio.PriorityQueue(maxsize) return make(check_maxsize(maxsize), heap_store) end
 
-  function Queue:qsize() return self._n end
-  function Queue:maxsize() return self._maxsize end
-  function Queue:empty() return self._n == 0 end
-  function Queue:full() return self._maxsize > 0 and self._n >= self._maxsize end
+  function Queue:qsize()
+    if getmetatable(self) ~= Queue then check_self(self, Queue) end
+    return self._n
+  end
+  function Queue:maxsize()
+    if getmetatable(self) ~= Queue then check_self(self, Queue) end
+    return self._maxsize
+  end
+  function Queue:empty()
+    if getmetatable(self) ~= Queue then check_self(self, Queue) end
+    return self._n == 0
+  end
+  function Queue:full()
+    if getmetatable(self) ~= Queue then check_self(self, Queue) end
+    return self._maxsize > 0 and self._n >= self._maxsize
+  end
 
-  -- put_nowait/get_nowait are the hot path: the FIFO ring is inlined here
-  -- (the common case), other stores go through their put/get.
-  function Queue:put_nowait(x)
+  -- Store x, or raise QueueShutDown / QueueFull; returns a message (nothing
+  -- stored) when a PriorityQueue cannot order x. The FIFO ring is inlined
+  -- (the common case), other stores go through their put.
+  local function put_now(self, x)
     if self._shutdown then raise("QueueShutDown", "the queue is shut down") end
     local n, max = self._n, self._maxsize
     if max > 0 and n >= max then raise("QueueFull", "the queue is full") end
@@ -143,20 +207,29 @@ return function(aio, core)
       self._items[(self._head + n) % self._cap + 1] = x
       self._n = n + 1
     else
-      store.put(self, x)
+      local why = store.put(self, x)
+      if why then return why end
     end
     self._unfinished = self._unfinished + 1
     local g = self._getters
     if g.first <= g.last then wake_first(g, g) end
   end
 
-  function Queue:get_nowait()
+  function Queue:put_nowait(x)
+    if not queues[self] then check_self(self, Queue) end
+    local why = put_now(self, x)
+    if why then arg_error(2, why) end
+  end
+
+  -- Take the next item, or raise QueueShutDown / QueueEmpty; returns nil and
+  -- a message (nothing taken) when a PriorityQueue cannot order its items.
+  local function get_now(self)
     local n = self._n
     if n == 0 then
       if self._shutdown then raise("QueueShutDown", "the queue is shut down and empty") end
       raise("QueueEmpty", "the queue is empty")
     end
-    local x
+    local x, why
     if self._store == fifo_store then
       local h, items = self._head, self._items
       x = items[h + 1]
@@ -164,33 +237,53 @@ return function(aio, core)
       self._head = (h + 1) % self._cap
       self._n = n - 1
     else
-      x = self._store.get(self)
+      x, why = self._store.get(self)
+      if why then return nil, why end
     end
     local p = self._putters
     if p.first <= p.last then wake_first(p, p) end
     return x
   end
 
+  function Queue:get_nowait()
+    if not queues[self] then check_self(self, Queue) end
+    local x, why = get_now(self)
+    if why then error(why, 2) end
+    return x
+  end
+
+  -- Waits abandoned (cancelled, or the coroutine parked here closed): a
+  -- wake-up this waiter may have consumed goes to the next one.
+  local PutWait = F.abandon_metatable(function(self, me)
+    local p = self._putters
+    remove(p, me)
+    local max = self._maxsize
+    if max <= 0 or self._n < max or self._shutdown then wake_first(p, p) end
+  end)
+  local GetWait = F.abandon_metatable(function(self, me)
+    local g = self._getters
+    remove(g, me)
+    if self._n > 0 or self._shutdown then wake_first(g, g) end
+  end)
+
   -- put/get: the FIFO ring's common case is inlined (one Lua call per item);
   -- everything else (waiting, other stores, shutdown) takes the general path.
-  local function put_waiting(self, x)
+  -- me: the task, asked for by put when it may have to wait
+  local function put_waiting(self, x, me)
     local max = self._maxsize
     while max > 0 and self._n >= max and not self._shutdown do
-      local me = need_task("queue:put")
       local p = self._putters
       push(p, me)
+      local w <close> = setmetatable({ self, me, p }, PutWait)
       local ok, err = suspend(p)
-      if not ok then
-        remove(p, me)
-        -- a wake-up we may have consumed goes to the next putter
-        if self._n < max then wake_first(p, p) end
-        error(err, 0)
-      end
+      if not ok then error(err, 0) end     -- closing w passes the wake-up on
+      w[1] = nil
     end
-    return self:put_nowait(x)
+    return put_now(self, x)
   end
 
   function Queue:put(x)
+    if not queues[self] then check_self(self, Queue) end
     local n = self._n
     if n < self._fast then
       self._items[(self._head + n) % self._cap + 1] = x
@@ -200,25 +293,32 @@ return function(aio, core)
       if g.first <= g.last then wake_first(g, g) end
       return
     end
-    return put_waiting(self, x)
+    local max, me = self._maxsize, nil
+    if max > 0 and n >= max and not self._shutdown then me = need_task("queue:put") end
+    local why = put_waiting(self, x, me)
+    if why then arg_error(2, why) end
   end
 
+  -- reached by a tail call from get: need_task and error level 2 see get's caller
   local function get_waiting(self)
-    while self._n == 0 and not self._shutdown do
+    if self._n == 0 and not self._shutdown then
       local me = need_task("queue:get")
       local g = self._getters
-      push(g, me)
-      local ok, err = suspend(g)
-      if not ok then
-        remove(g, me)
-        if self._n > 0 then wake_first(g, g) end
-        error(err, 0)
-      end
+      repeat
+        push(g, me)
+        local w <close> = setmetatable({ self, me, g }, GetWait)
+        local ok, err = suspend(g)
+        if not ok then error(err, 0) end   -- closing w passes the wake-up on
+        w[1] = nil
+      until self._n > 0 or self._shutdown
     end
-    return self:get_nowait()
+    local x, why = get_now(self)
+    if why then error(why, 2) end
+    return x
   end
 
   function Queue:get()
+    if not queues[self] then check_self(self, Queue) end
     local n, h = self._n, self._head
     if n > 0 and h then
       local items = self._items
@@ -234,6 +334,7 @@ return function(aio, core)
   end
 
   function Queue:task_done()
+    if getmetatable(self) ~= Queue then check_self(self, Queue) end
     if self._unfinished <= 0 then
       error(new_error("ValueError", "task_done() called more times than there were items"), 2)
     end
@@ -248,6 +349,7 @@ return function(aio, core)
   end
 
   function Queue:join()
+    if getmetatable(self) ~= Queue then check_self(self, Queue) end
     need_task("queue:join")
     while self._unfinished > 0 do
       local ev = self._joined
@@ -257,13 +359,18 @@ return function(aio, core)
   end
 
   function Queue:shutdown(immediate)
+    if getmetatable(self) ~= Queue then check_self(self, Queue) end
+    if immediate ~= nil and type(immediate) ~= "boolean" then
+      arg_error(2, "boolean expected, got " .. type_name(immediate))
+    end
     self._shutdown = true
     self._fast = 0
     if immediate then
-      while self._n > 0 do
-        self._store.get(self)
-        if self._unfinished > 0 then self._unfinished = self._unfinished - 1 end
-      end
+      -- drop the items (no ordering needed): each counts as done
+      local n = self._n
+      self._items, self._n = {}, 0
+      if self._head then self._head = 0 end
+      self._unfinished = self._unfinished > n and self._unfinished - n or 0
       if self._unfinished == 0 then self:_all_done() end
     end
     for _, q in ipairs { self._getters, self._putters } do
@@ -273,6 +380,7 @@ return function(aio, core)
 
   -- a queue is iterable with the generic for: items until shut down and empty
   function Queue:items()
+    if getmetatable(self) ~= Queue then check_self(self, Queue) end
     return function()
       local ok, x = pcall(self.get, self)
       if ok then return x end

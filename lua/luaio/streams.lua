@@ -2,25 +2,57 @@
 -- The byte work is native (stream.c); connection policy and servers are here.
 return function(aio, core)
   local spawn, is_error, new_error, need_task = core.spawn, core.is_error, core.error, core.need_task
-  local Stream = core.stream_methods
+  local arg_error, type_name = core.arg_error, core.type_name
+  local Stream, stream_mt = core.stream_methods, core.stream_mt
   local type, error, tostring, pcall = type, error, tostring, pcall
 
   local function is_ip(host)
     return host:match("^%d+%.%d+%.%d+%.%d+$") ~= nil or host:find(":", 1, true) ~= nil
   end
 
-  local function check_port(port, fname, allow_zero)
+  -- Argument checks of the public functions below, reported (Lua's shape) as
+  -- argument n of the function `level` levels up from the one calling them
+  -- (1: that function itself).
+  local function check_host(host, n, level)
+    if type(host) ~= "string" then arg_error(n, "string expected, got " .. type_name(host), level + 1) end
+    if host:find("\0", 1, true) then arg_error(n, "string contains a NUL byte", level + 1) end
+    return host
+  end
+
+  local function check_port(port, n, allow_zero, level)
     local p = math.tointeger(tonumber(port))
     if not p or p < (allow_zero and 0 or 1) or p > 65535 then
-      error(("%s: port must be an integer within %d..65535, got %s"):format(fname, allow_zero and 0 or 1, tostring(port)), 3)
+      arg_error(n, ("port must be an integer within %d..65535, got %s"):format(allow_zero and 0 or 1,
+        type(port) == "string" and ("%q"):format(port) or tostring(port)), level + 1)
     end
     return p
   end
 
-  aio.getaddrinfo = function(host, port)
-    if type(host) ~= "string" then error("aio.getaddrinfo: host must be a string", 2) end
-    return core.getaddrinfo(host, port ~= nil and tostring(port) or nil)
+  -- opts (argument n): nil or a table whose listed fields have these types
+  local function check_opts(opts, n, fields, level)
+    if opts == nil then return {} end
+    if type(opts) ~= "table" then arg_error(n, "table expected, got " .. type_name(opts), level + 1) end
+    for k, want in pairs(fields) do
+      local v = opts[k]
+      if v ~= nil and type(v) ~= want then
+        arg_error(n, ("opts.%s: %s expected, got %s"):format(k, want, type_name(v)), level + 1)
+      end
+    end
+    return opts
   end
+
+  -- self of a Stream method written here: a Stream userdata (a table that
+  -- borrows the metatable is not one)
+  local function check_stream(self)
+    if type(self) ~= "userdata" or getmetatable(self) ~= stream_mt then
+      local got = type_name(self)
+      arg_error(1, "luaio.Stream expected, got " .. (got == "luaio.Stream" and type(self) or got), 3)
+    end
+    return self
+  end
+
+  -- (C: checks its arguments itself, under this public name)
+  aio.getaddrinfo = core.getaddrinfo
 
   local function apply_opts(s, opts)
     if opts then
@@ -37,18 +69,27 @@ return function(aio, core)
     server_name = "string", alpn = "table", handshake_timeout = "number", server = "boolean" }
   local contexts = {}    -- settings -> TLSContext: the CA store is loaded once, not per connection
 
-  local function tls_options(tls, fname)
-    if tls == true then return {} end
-    if type(tls) ~= "table" then error(("%s: opts.tls must be true or a table, got %s"):format(fname, type(tls)), 3) end
+  -- the TLS table, argument n of the function that called tls_options
+  local function tls_options(tls, n, what, server)
+    if tls == true then tls = {} end
+    local function bad(msg) arg_error(n, msg, 3) end
+    if type(tls) ~= "table" then bad(("%s must be true or a table, got %s"):format(what, type_name(tls))) end
     for k, v in pairs(tls) do
       local want = TLS_OPTIONS[k]
-      if not want then error(("%s: unknown TLS option %s"):format(fname, tostring(k)), 3) end
+      if not want then bad(("unknown TLS option %s"):format(tostring(k))) end
       if type(v) ~= want and not (k == "alpn" and type(v) == "string") then
-        error(("%s: tls.%s must be a %s, got %s"):format(fname, k, want, type(v)), 3)
+        bad(("%s.%s must be a %s, got %s"):format(what, k, want, type_name(v)))
       end
+      if type(v) == "string" and v:find("\0", 1, true) then bad(("%s.%s contains a NUL byte"):format(what, k)) end
+    end
+    if tls.server_name == "" then bad(what .. ".server_name must not be empty") end
+    if server then
+      if not tls.cert_file or not tls.key_file then bad("a TLS server needs tls.cert_file and tls.key_file") end
+    elseif tls.key_file and not tls.cert_file then
+      bad("tls.key_file given without tls.cert_file")
     end
     local t = tls.handshake_timeout
-    if t ~= nil and not (t > 0) then error(fname .. ": tls.handshake_timeout must be a positive number of seconds", 3) end
+    if t ~= nil and not (t > 0) then bad(what .. ".handshake_timeout must be a positive number of seconds") end
     return tls
   end
 
@@ -82,8 +123,13 @@ return function(aio, core)
   -- s:start_tls(tls) ⏸ -> s: upgrade a connected stream (STARTTLS); tls.server
   -- makes this end the server
   function Stream:start_tls(tls)
-    tls = tls_options(tls == nil and true or tls, "stream:start_tls")
+    check_stream(self)
+    need_task("stream:start_tls")
+    tls = tls_options(tls == nil and true or tls, 2, "tls", type(tls) == "table" and tls.server)
     local server = tls.server or false
+    -- misuse leaves the stream as it is (a failed handshake closes it)
+    local why = self:_start_tls_blocker()
+    if why then error(why, 2) end
     return handshake(self, context_for(tls, server), not server and tls.server_name or nil, tls.handshake_timeout)
   end
 
@@ -122,23 +168,28 @@ return function(aio, core)
     error(last or new_error("ConnectionError", "no address for " .. host), 0)
   end
 
+  local CONNECT_OPTIONS = { timeout = "number", limit = "number", high_water = "number", stream_timeout = "number" }
+
   function aio.open_connection(host, port, opts)
-    if type(host) ~= "string" then error("aio.open_connection: host must be a string, got " .. type(host), 2) end
-    if opts ~= nil and type(opts) ~= "table" then error("aio.open_connection: opts must be a table", 2) end
-    if port ~= nil then port = check_port(port, "aio.open_connection") end   -- here, to point at the caller
-    opts = opts or {}
+    need_task("aio.open_connection")
+    check_host(host, 1, 1)
+    if port ~= nil then port = check_port(port, 2, false, 1) end
+    opts = check_opts(opts, 3, CONNECT_OPTIONS, 1)
+    if opts.timeout ~= nil and not (opts.timeout >= 0) then arg_error(3, "opts.timeout: non-negative number expected") end
     if opts.tls then
-      local tls = tls_options(opts.tls, "aio.open_connection")
+      local tls = tls_options(opts.tls, 3, "opts.tls")
       opts = setmetatable({ tls = tls, tls_context = context_for(tls, false) }, { __index = opts })
     end
     local s
-    if opts and opts.timeout then s = aio.timeout(opts.timeout, connect, host, port, opts)
+    if opts.timeout then s = aio.timeout(opts.timeout, connect, host, port, opts)
     else s = connect(host, port, opts) end
     return apply_opts(s, opts)
   end
 
   -- the Lua side of Stream
   function Stream:lines()
+    check_stream(self)
+    if self:closed() then error(new_error("OSError", "the stream is closed", { code = "EBADF" }), 2) end
     return function() return self:readline() end
   end
 
@@ -146,6 +197,7 @@ return function(aio, core)
   local Server = {}
   Server.__index = Server
   Server.__name = "luaio.Server"
+  local servers = setmetatable({}, { __mode = "k" })   -- the servers start_server made
 
   local function serve_one(server, handler, stream)
     if server._tls then
@@ -186,24 +238,33 @@ return function(aio, core)
     end
   end
 
+  local SERVER_OPTIONS = { backlog = "number", reuseport = "boolean", max_connections = "number" }
+
   function aio.start_server(handler, host, port, opts)
     need_task("aio.start_server")
-    if type(handler) ~= "function" then error("aio.start_server: handler must be a function", 2) end
-    if opts ~= nil and type(opts) ~= "table" then error("aio.start_server: opts must be a table", 2) end
-    opts = opts or {}
+    core.check_callable(handler, 1)
+    if host ~= nil then check_host(host, 2, 1) end
+    opts = check_opts(opts, 4, SERVER_OPTIONS, 1)
+    local max = opts.max_connections
+    if max ~= nil and (math.type(max) ~= "integer" or max < 1) then
+      arg_error(4, "opts.max_connections: positive integer expected, got " .. tostring(max))
+    end
+    if opts.backlog ~= nil and math.type(opts.backlog) ~= "integer" then
+      arg_error(4, "opts.backlog: integer expected, got " .. tostring(opts.backlog))
+    end
+    local pipe = port == nil and host ~= nil and not is_ip(host) and host:find("/", 1, true)
+    if not pipe then port = check_port(port or 0, 3, true, 1) end
     local tls_ctx, tls_timeout
     if opts.tls then
-      local tls = tls_options(opts.tls, "aio.start_server")
+      local tls = tls_options(opts.tls, 4, "opts.tls", true)
       tls_ctx, tls_timeout = context_for(tls, true), tls.handshake_timeout
     end
     local listener, bound_host, bound_port
-    if port == nil and type(host) == "string" and not is_ip(host) and host:find("/", 1, true) then
+    if pipe then
       listener = core.pipe_listen(host, opts.backlog)
       bound_host = host
     else
-      port = check_port(port or 0, "aio.start_server", true)
       host = host or "0.0.0.0"
-      if type(host) ~= "string" then error("aio.start_server: host must be a string", 2) end
       local ip = host
       if not is_ip(host) then ip = core.getaddrinfo(host, tostring(port))[1].addr end
       listener = core.tcp_listen(ip, port, opts.backlog, opts.reuseport)
@@ -212,18 +273,25 @@ return function(aio, core)
     local server = setmetatable({ host = bound_host, port = bound_port, _listener = listener,
       _conns = {}, _active = 0, _closed = false, _slot = aio.Event(), _idle = aio.Event(),
       _closed_ev = aio.Event(), _tls = tls_ctx, _tls_timeout = tls_timeout, handshake_failures = 0 }, Server)
-    local max = opts.max_connections
-    if max ~= nil and (math.type(max) ~= "integer" or max < 1) then
-      listener:close()
-      error("aio.start_server: max_connections must be a positive integer", 2)
-    end
+    servers[server] = true
     aio._track(server, ("Server %s%s"):format(bound_host, bound_port and (":" .. bound_port) or ""))
     server._accepter = spawn(accept_loop, server, handler, max)
     server._accepter.name = "server-accept"
     return server
   end
 
+  -- self of a Server method: one made by start_server (not a table that
+  -- borrows the metatable)
+  local function check_server(self)
+    if not servers[self] then
+      local got = type_name(self)
+      arg_error(1, "luaio.Server expected, got " .. (got == "luaio.Server" and type(self) or got), 3)
+    end
+    return self
+  end
+
   function Server:close()
+    check_server(self)
     if self._closed then return end
     self._closed = true
     aio._untrack(self)
@@ -235,21 +303,24 @@ return function(aio, core)
 
   -- waits until closed and every connection handler has finished
   function Server:wait_closed()
+    check_server(self)
     self._closed_ev:wait()
     self._idle:wait()
   end
 
   -- serves until closed, or until the calling task is cancelled (then closes)
   function Server:serve_forever()
+    check_server(self)
     local ok, err = pcall(self._closed_ev.wait, self._closed_ev)
     if not ok then self:close() error(err, 0) end
   end
 
   function Server:close_connections()
+    check_server(self)
     for t in pairs(self._conns) do t:cancel() end
   end
 
-  Server.__close = function(s) s:close() end
+  Server.__close = function(s) Server.close(s) end
 
   -- udp.c's sendto asks here for an address of its socket's family
   core.hooks.resolve_udp = function(host, family)
@@ -261,9 +332,10 @@ return function(aio, core)
 
   aio.udp_bind = function(host, port)
     need_task("aio.udp_bind")
-    if type(host) ~= "string" then error("aio.udp_bind: host must be a string", 2) end
+    check_host(host, 1, 1)
+    port = port ~= nil and check_port(port, 2, true, 1) or 0
     local ip = host
     if not is_ip(host) then ip = core.getaddrinfo(host)[1].addr end
-    return core.udp_bind(ip, port and check_port(port, "aio.udp_bind", true) or 0)
+    return core.udp_bind(ip, port)
   end
 end

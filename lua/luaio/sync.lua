@@ -1,11 +1,19 @@
 -- Lock, Semaphore, BoundedSemaphore, Event, Condition (asyncio's locks.py
 -- semantics). A release hands the lock straight to the first waiter still
 -- waiting, so ownership is FIFO and nobody can barge in between.
+--
+-- Every public function and method checks its self and its arguments first
+-- (Lua's "bad argument" shape, at the caller's line), then, if it may wait,
+-- asks core.need_task before touching any state.
 return function(aio, core)
+  -- the real metatable: a __metatable field cannot make a table pass for ours
+  local getmetatable = debug.getmetatable
   local suspend, wake, new_error = core.suspend, core.wake, core.error
-  local error, setmetatable, type = error, setmetatable, type
+  local error, setmetatable, getmetatable, type = error, setmetatable, getmetatable, type
+  local math_type, tostring = math.type, tostring
 
-  local need_task = core.need_task
+  local need_task, check_self, check_callable = core.need_task, core.check_self, core.check_callable
+  local check_number, arg_error, type_name = core.check_number, core.arg_error, core.type_name
 
   -- FIFO of waiting tasks: { first, last, [i] = task }
   local function fifo() return { first = 1, last = 0 } end
@@ -31,105 +39,209 @@ return function(aio, core)
     q.first, q.last = 1, 0
     return nil
   end
-  aio._fifo = { new = fifo, push = push, remove = remove, wake_first = wake_first }
 
-  local Guard = { __close = function(g) g.owner:release() end }
-  Guard.__index = { release = function(g) g.owner:release() end }
+  -- An abandoned wait. A waiting method holds one of these as a
+  -- to-be-closed variable while it is suspended, and disarms it (w[1] = nil)
+  -- once the wait ended normally. It is closed armed when the wait ends by
+  -- an error (cancellation) or when the user coroutine parked in the wait
+  -- is closed by coroutine.close from another task: then what was handed to
+  -- the waiter (a permit, a notification, a wake-up) goes to the next waiter,
+  -- and the task — which otherwise would wait forever for a coroutine that is
+  -- gone — is woken: its coroutine.resume then reports the dead coroutine.
+  -- The kind's metatable holds `abandon(obj, task)` and the suspend owner is
+  -- w[3] (the object itself when nil).
+  local function abandon_metatable(abandon)
+    return { __close = function(w)
+      local obj = w[1]
+      if obj == nil then return end
+      w[1] = nil
+      local task = w[2]
+      abandon(obj, task)
+      wake(task, w[3] or obj)       -- a no-op unless the task still waits here
+    end }
+  end
+  aio._fifo = { new = fifo, push = push, remove = remove, wake_first = wake_first,
+                abandon_metatable = abandon_metatable }
+
+  -- Guard: what acquire returns; closing it (or g:release()) releases.
+  local Guard = { __name = "luaio.Guard" }
+  local function guard_release(g)
+    if getmetatable(g) ~= Guard then check_self(g, Guard) end
+    return g.owner:release()
+  end
+  Guard.__close = guard_release
+  Guard.__index = { release = guard_release }
 
   -- Lock -------------------------------------------------------------------
   local Lock = {}
   Lock.__index = Lock
   Lock.__name = "luaio.Lock"
 
-  function aio.Lock()
+  local function new_lock()
     local l = setmetatable({ _locked = false, _waiters = fifo() }, Lock)
     l._guard = setmetatable({ owner = l }, Guard)
     return l
   end
+  function aio.Lock() return new_lock() end
 
-  function Lock:acquire()
-    local me = need_task("lock:acquire")   -- a waiting function, even when it need not wait
+  local function lock_release(self)
+    local t = wake_first(self._waiters, self)
+    if t then self._handed = t else self._locked = false end
+  end
+
+  local LockWait = abandon_metatable(function(self, me)
+    if self._handed == me then          -- handed over, then abandoned: pass it on
+      self._handed = nil
+      lock_release(self)
+    else
+      remove(self._waiters, me)
+    end
+  end)
+
+  -- the lock for task `me` (checked by the caller)
+  local function lock_acquire(self, me)
     if not self._locked then
       self._locked = true
       return self._guard
     end
     push(self._waiters, me)
+    local w <close> = setmetatable({ self, me }, LockWait)
     local ok, err = suspend(self)
     if ok then
+      w[1] = nil
       self._handed = nil
       return self._guard
-    end
-    if self._handed == me then          -- handed over, then cancelled: pass it on
-      self._handed = nil
-      self:release()
-    else
-      remove(self._waiters, me)
     end
     error(err, 0)
   end
 
-  function Lock:release()
-    if not self._locked then error(new_error("RuntimeError", "Lock is not acquired"), 2) end
-    local t = wake_first(self._waiters, self)
-    if t then self._handed = t else self._locked = false end
+  function Lock:acquire()
+    if getmetatable(self) ~= Lock then check_self(self, Lock) end
+    local me = need_task("lock:acquire")   -- a waiting function, even when it need not wait
+    return lock_acquire(self, me)
   end
 
-  function Lock:locked() return self._locked end
-  Lock.__close = function(l) if l._locked then l:release() end end
+  function Lock:release()
+    if getmetatable(self) ~= Lock then check_self(self, Lock) end
+    if not self._locked then error(new_error("RuntimeError", "Lock is not acquired"), 2) end
+    lock_release(self)
+  end
+
+  function Lock:locked()
+    if getmetatable(self) ~= Lock then check_self(self, Lock) end
+    return self._locked
+  end
+  Lock.__close = function(l)
+    if getmetatable(l) ~= Lock then check_self(l, Lock) end
+    if l._locked then lock_release(l) end
+  end
 
   -- Semaphore --------------------------------------------------------------
+  -- _value counts the free permits. A release with tasks waiting hands its
+  -- permit to the oldest (_handed[t], _nhanded); until every handed task
+  -- has resumed, acquire does not take a free permit on the fast path: the
+  -- waiters resumed since then get them first (asyncio's locked() counts a
+  -- woken waiter as a waiter until it runs).
   local Semaphore = {}
   Semaphore.__index = Semaphore
   Semaphore.__name = "luaio.Semaphore"
 
-  local function make_semaphore(n, bounded, fname)
-    n = n == nil and 1 or n
-    if math.type(n) ~= "integer" or n < 0 then
-      error(fname .. ": initial value must be a non-negative integer, got " .. tostring(n), 3)
-    end
+  local function make_semaphore(n, bounded)
     local s = setmetatable({ _value = n, _bound = bounded and n or nil, _waiters = fifo(),
-                             _handed = {} }, Semaphore)
+                             _handed = {}, _nhanded = 0 }, Semaphore)
     s._guard = setmetatable({ owner = s }, Guard)
     return s
   end
-  function aio.Semaphore(n) return make_semaphore(n, false, "aio.Semaphore") end
-  function aio.BoundedSemaphore(n) return make_semaphore(n, true, "aio.BoundedSemaphore") end
+  -- n: nil (1) or an integer >= 0; raises at the constructor's caller
+  local function check_initial(n)
+    if n == nil then return 1 end
+    if math_type(n) == "integer" and n >= 0 then return n end
+    if type(n) == "number" then
+      arg_error(1, "non-negative integer expected, got " .. tostring(n), 2)
+    end
+    arg_error(1, "number expected, got " .. type_name(n), 2)
+  end
+  function aio.Semaphore(n)
+    local s = make_semaphore(check_initial(n), false)
+    return s
+  end
+  function aio.BoundedSemaphore(n)
+    local s = make_semaphore(check_initial(n), true)
+    return s
+  end
 
-  function Semaphore:acquire()
-    local me = need_task("semaphore:acquire")
-    if self._value > 0 and self._waiters.first > self._waiters.last then
+  -- free permits go to the oldest waiters still waiting
+  local function sem_wake_next(self)
+    while self._value > 0 do
+      local t = wake_first(self._waiters, self)
+      if not t then return end
+      self._value = self._value - 1
+      self._handed[t] = true
+      self._nhanded = self._nhanded + 1
+    end
+  end
+
+  local SemWait = abandon_metatable(function(self, me)
+    if self._handed[me] then            -- handed a permit, then abandoned: give it back
+      self._handed[me] = nil
+      self._nhanded = self._nhanded - 1
+      self._value = self._value + 1
+    else
+      remove(self._waiters, me)
+    end
+    sem_wake_next(self)
+  end)
+
+  local function sem_acquire(self, me)
+    local q = self._waiters
+    if self._value > 0 and self._nhanded == 0 and q.first > q.last then
       self._value = self._value - 1
       return self._guard
     end
-    push(self._waiters, me)
+    push(q, me)
+    local w <close> = setmetatable({ self, me }, SemWait)
     local ok, err = suspend(self)
     if ok then
+      w[1] = nil
       self._handed[me] = nil
+      self._nhanded = self._nhanded - 1
+      sem_wake_next(self)                  -- permits freed meanwhile go to the next in line
       return self._guard
-    end
-    if self._handed[me] then
-      self._handed[me] = nil
-      self:release()
-    else
-      remove(self._waiters, me)
     end
     error(err, 0)
   end
 
+  function Semaphore:acquire()
+    if getmetatable(self) ~= Semaphore then check_self(self, Semaphore) end
+    local me = need_task("semaphore:acquire")
+    return sem_acquire(self, me)
+  end
+
   function Semaphore:release()
-    local t = wake_first(self._waiters, self)
-    if t then self._handed[t] = true return end
+    if getmetatable(self) ~= Semaphore then check_self(self, Semaphore) end
     if self._bound and self._value >= self._bound then
       error(new_error("ValueError", "BoundedSemaphore released too many times"), 2)
     end
     self._value = self._value + 1
+    sem_wake_next(self)
   end
 
-  function Semaphore:value() return self._value end
-  function Semaphore:locked() return self._value == 0 end
+  function Semaphore:value()
+    if getmetatable(self) ~= Semaphore then check_self(self, Semaphore) end
+    return self._value
+  end
+  -- whether acquire would wait
+  function Semaphore:locked()
+    if getmetatable(self) ~= Semaphore then check_self(self, Semaphore) end
+    local q = self._waiters
+    return self._value == 0 or self._nhanded > 0 or q.first <= q.last
+  end
 
   function Semaphore:run(fn, ...)
-    local _ <close> = self:acquire()
+    if getmetatable(self) ~= Semaphore then check_self(self, Semaphore) end
+    check_callable(fn, 2)
+    local me = need_task("semaphore:run")
+    local _ <close> = sem_acquire(self, me)
     return fn(...)
   end
 
@@ -141,22 +253,35 @@ return function(aio, core)
   function aio.Event() return setmetatable({ _set = false, _waiters = fifo() }, Event) end
 
   function Event:set()
+    if getmetatable(self) ~= Event then check_self(self, Event) end
     if self._set then return end
     self._set = true
     local q = self._waiters
     for i = q.first, q.last do wake(q[i], self) q[i] = nil end
     q.first, q.last = 1, 0
   end
-  function Event:clear() self._set = false end
-  function Event:is_set() return self._set end
+  function Event:clear()
+    if getmetatable(self) ~= Event then check_self(self, Event) end
+    self._set = false
+  end
+  function Event:is_set()
+    if getmetatable(self) ~= Event then check_self(self, Event) end
+    return self._set
+  end
+
+  local EventWait = abandon_metatable(function(self, me) remove(self._waiters, me) end)
 
   function Event:wait()
+    if getmetatable(self) ~= Event then check_self(self, Event) end
     local me = need_task("event:wait")
     if self._set then return true end
     push(self._waiters, me)
+    local w <close> = setmetatable({ self, me }, EventWait)
     local ok, err = suspend(self)
-    if ok then return true end
-    remove(self._waiters, me)
+    if ok then
+      w[1] = nil
+      return true
+    end
     error(err, 0)
   end
 
@@ -166,50 +291,34 @@ return function(aio, core)
   Condition.__name = "luaio.Condition"
 
   function aio.Condition(lock)
-    lock = lock or aio.Lock()
+    if lock == nil then
+      lock = new_lock()
+    elseif getmetatable(lock) ~= Lock then
+      arg_error(1, "luaio.Lock expected, got " .. type_name(lock))
+    end
     local c = setmetatable({ _lock = lock, _waiters = fifo(), _notified = {} }, Condition)
     c._guard = setmetatable({ owner = c }, Guard)
     return c
   end
-  function Condition:acquire() self._lock:acquire() return self._guard end
-  function Condition:release() self._lock:release() end
-  function Condition:locked() return self._lock:locked() end
 
-  function Condition:wait()
-    if not self._lock:locked() then error(new_error("RuntimeError", "cannot wait on an un-acquired condition"), 2) end
-    local me = need_task("condition:wait")
-    self._lock:release()
-    push(self._waiters, me)
-    local ok, err = suspend(self)
-    local notified = self._notified[me]
-    self._notified[me] = nil
-    if not ok then
-      if notified then self:notify(1) else remove(self._waiters, me) end
-    end
-    -- the lock is always re-acquired before returning or raising
-    local cancelled
-    while true do
-      local got, e = pcall(self._lock.acquire, self._lock)
-      if got then break end
-      cancelled = cancelled or e
-    end
-    if not ok then error(err, 0) end
-    if cancelled then error(cancelled, 0) end
-    return true
+  function Condition:acquire()
+    if getmetatable(self) ~= Condition then check_self(self, Condition) end
+    local me = need_task("condition:acquire")
+    lock_acquire(self._lock, me)
+    return self._guard
+  end
+  function Condition:release()
+    if getmetatable(self) ~= Condition then check_self(self, Condition) end
+    if not self._lock._locked then error(new_error("RuntimeError", "Lock is not acquired"), 2) end
+    lock_release(self._lock)
+  end
+  function Condition:locked()
+    if getmetatable(self) ~= Condition then check_self(self, Condition) end
+    return self._lock._locked
   end
 
-  function Condition:wait_for(predicate)
-    local r = predicate()
-    while not r do
-      self:wait()
-      r = predicate()
-    end
-    return r
-  end
-
-  function Condition:notify(n)
-    if not self._lock:locked() then error(new_error("RuntimeError", "cannot notify on an un-acquired condition"), 2) end
-    n = n or 1
+  -- wake up to n waiters, oldest first (the lock is the caller's business)
+  local function cond_notify(self, n)
     local woken = 0
     while woken < n do
       local t = wake_first(self._waiters, self)
@@ -219,5 +328,73 @@ return function(aio, core)
     end
   end
 
-  function Condition:notify_all() self:notify(math.huge) end
+  -- a waiter notified, then abandoned, passes the notification on
+  local function cond_abandon(self, me)
+    if self._notified[me] then
+      self._notified[me] = nil
+      cond_notify(self, 1)
+    else
+      remove(self._waiters, me)
+    end
+  end
+  local CondWait = abandon_metatable(cond_abandon)
+
+  local function cond_wait(self, me)
+    if not self._lock._locked then
+      error(new_error("RuntimeError", "cannot wait on an un-acquired condition"), 2)
+    end
+    lock_release(self._lock)
+    push(self._waiters, me)
+    local ok, err
+    do
+      local w <close> = setmetatable({ self, me }, CondWait)
+      ok, err = suspend(self)
+      if ok then
+        w[1] = nil
+        self._notified[me] = nil
+      end
+      -- not ok: closing w passes a notification on, or leaves the queue
+    end
+    -- the lock is always re-acquired before returning or raising
+    local cancelled
+    while true do
+      local got, e = pcall(lock_acquire, self._lock, me)
+      if got then break end
+      cancelled = cancelled or e
+    end
+    if not ok then error(err, 0) end
+    if cancelled then error(cancelled, 0) end
+    return true
+  end
+
+  function Condition:wait()
+    if getmetatable(self) ~= Condition then check_self(self, Condition) end
+    local me = need_task("condition:wait")
+    return cond_wait(self, me)
+  end
+
+  function Condition:wait_for(predicate)
+    if getmetatable(self) ~= Condition then check_self(self, Condition) end
+    check_callable(predicate, 2)
+    local me = need_task("condition:wait_for")
+    local r = predicate()
+    while not r do
+      cond_wait(self, me)
+      r = predicate()
+    end
+    return r
+  end
+
+  function Condition:notify(n)
+    if getmetatable(self) ~= Condition then check_self(self, Condition) end
+    if n == nil then n = 1 else check_number(n, 2, 0) end
+    if not self._lock._locked then error(new_error("RuntimeError", "cannot notify on an un-acquired condition"), 2) end
+    cond_notify(self, n)
+  end
+
+  function Condition:notify_all()
+    if getmetatable(self) ~= Condition then check_self(self, Condition) end
+    if not self._lock._locked then error(new_error("RuntimeError", "cannot notify on an un-acquired condition"), 2) end
+    cond_notify(self, math.huge)
+  end
 end

@@ -7,8 +7,12 @@ return function(aio, core)
   aio.fs = core.fs
   -- fs.exists(path) ⏸ -> boolean: false only for a path that is not there
   -- (ENOENT, ENOTDIR); other failures (EACCES, ...) still raise
+  local stat, check_type, arg_error, need_task = core.fs.stat, core.check_type, core.arg_error, core.need_task
   function aio.fs.exists(path)
-    local ok, err = pcall(core.fs.stat, path)
+    need_task("aio.fs.exists")
+    check_type(path, 1, "string")
+    if path == "" or path:find("\0", 1, true) then arg_error(1, "invalid path") end
+    local ok, err = pcall(stat, path)
     if ok then return true end
     if core.is_error(err, "OSError") and (err.code == "ENOENT" or err.code == "ENOTDIR") then return false end
     error(err, 2)
