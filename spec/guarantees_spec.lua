@@ -364,4 +364,15 @@ describe("coroutine.close on a coroutine parked in a wait", function()
     assert.is_false(lock:locked())            -- released by the coroutine's <close>
     assert.is_true(coroutine.close(co))       -- a finished one closes as in Lua
   end)
+
+  it("is refused for the coroutine of a pending task", function()
+    local co
+    local t = aio.spawn(function() co = coroutine.running() aio.sleep(0.02) return "done" end)
+    aio.sleep(0.01)
+    local ok, err = pcall(coroutine.close, co)
+    assert.is_false(ok)
+    assert.matches("cannot close the coroutine of a pending task", err)
+    assert.equals("done", t:wait())
+    assert.is_true(coroutine.close(co))
+  end)
 end)

@@ -267,7 +267,9 @@ describe("lifetime: streams and servers", function()
     stall:set()
   end)
 
-  it("waiting stream methods raise outside a task (and change nothing)", function()
+  -- stock lua5.4 cannot load the sanitized module (ASan must come first)
+  local stock_it = os.getenv("LUAIO_SANITIZED") and pending or it
+  stock_it("waiting stream methods raise outside a task (and change nothing)", function()
     local out, err, code = stock_lua([[
       local aio = require "luaio"
       local server, c
@@ -360,7 +362,8 @@ describe("lifetime: files", function()
     f:close()
   end)
 
-  it("close outside a task raises and keeps the file open (stock lua5.4)", function()
+  local stock_it = os.getenv("LUAIO_SANITIZED") and pending or it
+  stock_it("close outside a task raises and keeps the file open (stock lua5.4)", function()
     local out, err, code = stock_lua([[
       local aio = require "luaio"
       local f = aio.run(function() return aio.fs.open("]] .. path .. [[") end)

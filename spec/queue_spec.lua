@@ -125,14 +125,6 @@ describe("Queue", function()
   end)
 end)
 
--- Lua's own coroutine.close: the host's refuses a coroutine parked in a wait
-local raw_close = coroutine.close
-for i = 1, 3 do
-  local name, v = debug.getupvalue(coroutine.close, i)
-  if name == nil then break end
-  if type(v) == "function" then raw_close = v break end
-end
-
 describe("PriorityQueue and LifoQueue", function()
   it("PriorityQueue orders by x[1] for tables, by x otherwise, stable on ties", function()
     local q = aio.PriorityQueue()
@@ -206,41 +198,6 @@ describe("PriorityQueue and LifoQueue", function()
     q:join()
     local ok, err = pcall(q.get_nowait, q)
     assert.is_true(aio.is_error(err, "QueueShutDown"))
-  end)
-
-  it("a getter in a coroutine closed (Lua's own close) after an item woke it passes the wake-up on", function()
-    local q = aio.Queue()
-    local co
-    local t = aio.spawn(function()
-      co = coroutine.create(function() return q:get() end)
-      return coroutine.resume(co)
-    end)
-    local other = aio.spawn(function() return q:get() end)
-    aio.sleep(0)
-    q:put_nowait("item")         -- wakes the coroutine's task
-    raw_close(co)              -- bypassing the host's refusal
-    assert.equals("item", aio.wait_for(other, 1))
-    local ok, msg = aio.wait_for(t, 1)
-    assert.is_false(ok)
-    assert.matches("dead coroutine", msg)
-  end)
-
-  it("a putter in a coroutine closed (Lua's own close) while it waits leaves the queue", function()
-    local q = aio.Queue(1)
-    q:put_nowait(1)
-    local co
-    local t = aio.spawn(function()
-      co = coroutine.create(function() q:put(2) end)
-      return coroutine.resume(co)
-    end)
-    local other = aio.spawn(function() q:put(3) return "put" end)
-    aio.sleep(0)
-    assert.equals(1, q:get())    -- wakes the coroutine's task
-    raw_close(co)
-    assert.equals("put", aio.wait_for(other, 1))
-    aio.wait_for(t, 1)
-    assert.equals(3, q:get())
-    assert.is_true(q:empty())
   end)
 
   it("LifoQueue is last in, first out", function()

@@ -115,6 +115,8 @@ static int co_wrap(lua_State *L) {
   return 1;
 }
 
+/* coroutine.close: Lua's own (written here, so that no upvalue hands it
+** out), refusing a coroutine parked in a luaio wait. */
 static int co_close(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   luaio_argexpected(L, co, 1, "coroutine");
@@ -123,10 +125,19 @@ static int co_close(lua_State *L) {
   if (lua_rawget(L, -2) != LUA_TNIL)
     return luaL_error(L, "cannot close a coroutine that is waiting inside a task (cancel the task instead)");
   lua_settop(L, 1);
-  lua_pushvalue(L, lua_upvalueindex(1));    /* Lua's own close */
-  lua_insert(L, 1);
-  lua_call(L, 1, LUA_MULTRET);
-  return lua_gettop(L);
+  if (luaio_task_of_thread(co))
+    return luaL_error(L, "cannot close the coroutine of a pending task (cancel the task instead)");
+  lua_Debug ar;
+  if (co == L) return luaL_error(L, "cannot close a running coroutine");
+  if (lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar))
+    return luaL_error(L, "cannot close a normal coroutine");
+  if (lua_resetthread(co) == LUA_OK) {   /* closes its pending to-be-closed variables */
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_xmove(co, L, 1);                   /* the error of a __close */
+  return 2;
 }
 
 void luaio_open_coro(lua_State *L) {
@@ -142,8 +153,7 @@ void luaio_open_coro(lua_State *L) {
     lua_setfield(L, -2, "resume");
     lua_pushcfunction(L, co_wrap);
     lua_setfield(L, -2, "wrap");
-    lua_getfield(L, -1, "close");
-    lua_pushcclosure(L, co_close, 1);
+    lua_pushcfunction(L, co_close);
     lua_setfield(L, -2, "close");
   }
   lua_pop(L, 2);

@@ -17,6 +17,10 @@
 enum { READ_FILE, WRITE_FILE, APPEND_FILE, STAT, LISTDIR, MKDIR, REMOVE, RENAME, OPEN,
        FREAD, FWRITE, FSEEK, FCLOSE };
 
+/* The most one file:read(n) returns (as one read(2) on Linux); the rest
+** comes with the next read, or read(-1) reads it all. */
+#define READ_MAX ((size_t)0x7ffff000)
+
 static const char *op_names[] = {"read_file", "write_file", "append_file", "stat", "listdir",
                                  "mkdir", "remove", "rename", "open", "read", "write", "seek", "close"};
 
@@ -174,6 +178,9 @@ static void run_fs(uv_work_t *req) {
       break;
     case FREAD:
       if (j->len == 0) { r = read_all(j->fd, &j->data, &j->len, 0); break; }
+      /* one read(2) returns at most this much anyway: a huge n is no reason
+      ** to allocate it */
+      if (j->len > READ_MAX) j->len = READ_MAX;
       j->data = malloc(j->len);
       if (!j->data) { r = -ENOMEM; break; }
       for (;;) {

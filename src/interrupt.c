@@ -71,7 +71,8 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   }
 }
 
-static void arm_hook(lua_State *L) {
+static void arm_hook(luaio_host *h, lua_State *L) {
+  h->hook_armed = 1;
   lua_sethook(L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
@@ -93,7 +94,7 @@ static void on_os_signal(int signum) {
     lua_State *L = h->executing;
     if (L) {
       h->interrupt_signal = signum;
-      arm_hook(L);
+      arm_hook(h, L);
     }
   }
   errno = saved_errno;
@@ -123,14 +124,15 @@ void luaio_interrupt_stop(luaio_host *h) {
   luaio_watchdog_stop(h);
 }
 
-/* After a resume returns to the loop (or to an outer coroutine): drop a hook
+/* After a resume returns to the loop (or to an outer coroutine), when a
+** hook was armed (luaio_interrupt_handoff, inline, checks that): drop a hook
 ** meant for `co`; an interrupt still pending goes to `next`, which goes on
 ** running, or to the loop's own handling when next is NULL. */
-void luaio_interrupt_handoff(luaio_host *h, lua_State *co, lua_State *next) {
+void luaio_interrupt_handoff_armed(luaio_host *h, lua_State *co, lua_State *next) {
+  h->hook_armed = 0;
   if (lua_gethook(co)) lua_sethook(co, NULL, 0, 0);
-  h->executing = next;
   if (h->interrupt_signal || h->watchdog_report) {
-    if (next) arm_hook(next);
+    if (next) arm_hook(h, next);
     else h->interrupt_signal = h->watchdog_report = 0;
   }
 }
@@ -153,7 +155,7 @@ static void watchdog_main(void *arg) {
         uv_hrtime() / 1e9 - h->run_since > h->slow_callback) {
       reported = seq;
       h->watchdog_report = 1;
-      arm_hook(L);
+      arm_hook(h, L);
     }
   }
   uv_mutex_unlock(&h->watchdog_lock);

@@ -107,6 +107,7 @@ struct luaio_host {
   lua_State *volatile executing;            /* the Lua thread running now, if any */
   volatile sig_atomic_t interrupt_signal;   /* for the hook to raise */
   volatile sig_atomic_t watchdog_report;    /* for the hook to report */
+  volatile sig_atomic_t hook_armed;         /* a hook was set on `executing` */
   int interrupt_delivered;                  /* the signal the hook raised in the main task */
   volatile uint32_t run_seq, run_since_seq; /* resumes so far; the one run_since is of */
   int watchdog_running, watchdog_stop;
@@ -115,6 +116,12 @@ struct luaio_host {
   uv_cond_t watchdog_cond;
   int user_signal_handlers;  /* open on_signal/wait_signal for SIGINT/SIGTERM: no default */
 };
+
+/* The pending task whose own coroutine is co, or NULL (Lua's per-thread
+** extra space holds it; other threads start with the main thread's NULL). */
+static inline luaio_task *luaio_task_of_thread(lua_State *co) {
+  return *(luaio_task **)lua_getextraspace(co);
+}
 
 /* sched.c */
 extern char luaio_yield_marker;
@@ -135,7 +142,12 @@ void luaio_report_unretrieved(luaio_host *h);
 /* interrupt.c */
 void luaio_interrupt_start(luaio_host *h);
 void luaio_interrupt_stop(luaio_host *h);
-void luaio_interrupt_handoff(luaio_host *h, lua_State *co, lua_State *next);
+void luaio_interrupt_handoff_armed(luaio_host *h, lua_State *co, lua_State *next);
+/* After resuming co, control goes to `next` (NULL: the loop). */
+static inline void luaio_interrupt_handoff(luaio_host *h, lua_State *co, lua_State *next) {
+  h->executing = next;
+  if (h->hook_armed) luaio_interrupt_handoff_armed(h, co, next);
+}
 void luaio_watchdog_start(luaio_host *h);
 void luaio_watchdog_stop(luaio_host *h);
 

@@ -455,6 +455,7 @@ static void finish(luaio_host *h, luaio_task *t, int nres) {
     lua_pop(L, 1);
   }
   unanchor(L, h, t->anchor);
+  *(luaio_task **)lua_getextraspace(t->co) = NULL;
   t->anchor = 0;
   h->pending--;
   if (t->flags & TF_ONE_CALLBACK) {
@@ -602,7 +603,12 @@ luaio_task *luaio_need_task(lua_State *L, const char *fname) {
   return t;
 }
 
-static luaio_task *need_task(lua_State *L) { return luaio_need_task(L, NULL); }
+/* The hot paths' form: the common case inline, the errors out of line. */
+static inline luaio_task *need_task(lua_State *L) {
+  luaio_task *t = running;
+  if (t && t->host->noyield == 0 && lua_isyieldable(L)) return t;
+  return luaio_need_task(L, NULL);
+}
 
 /* core.need_task(fname) -> the running task, for the Lua half's waiting
 ** functions: the errors above, positioned at their caller. */
@@ -724,6 +730,7 @@ static int l_spawn(lua_State *L) {
   luaL_setmetatable(L, LUAIO_TASK_MT);
   t->host = h;
   t->co = lua_newthread(L);
+  *(luaio_task **)lua_getextraspace(t->co) = t;   /* the coroutine knows its task while pending */
   lua_setiuservalue(L, -2, 1);
   t->id = ++h->task_seq;
   t->anchor = anchor(L, h, -1);

@@ -66,13 +66,31 @@ return function(aio, core)
   end
 
   -- gather ---------------------------------------------------------------
+  -- A bad item raises before any of the list starts: functions spawned
+  -- before it (not started yet) are cancelled, so they never run.
+  local function unspawn(list, tasks, upto)
+    for j = 1, upto do
+      if not is_task(list[j]) then T_cancel(tasks[j]) end
+    end
+  end
+
   function aio.gather(list, opts)
     local n = check_list(list, 1)
     opts = check_opts(opts, 2)
     local me = need_task("aio.gather")
-    for i = 1, n do as_task(list[i], 1, i, false) end     -- all checked before any starts
     local tasks = {}
-    for i = 1, n do tasks[i] = as_task(list[i], 1, i) end
+    for i = 1, n do
+      local item = list[i]
+      if is_task(item) then
+        if item == me then unspawn(list, tasks, i - 1) invalid_state("a task cannot wait for itself") end
+        tasks[i] = item
+      elseif callable(item) then
+        tasks[i] = spawn(item)
+      else
+        unspawn(list, tasks, i - 1)
+        arg_error(1, ("item %d: Task or function expected, got %s"):format(i, type_name(item)))
+      end
+    end
     local return_exceptions = opts.return_exceptions
     local results = { n = n }
     local pending, first_bad = 0, nil
@@ -84,13 +102,11 @@ return function(aio, core)
       end
       if pending == 0 or first_bad then wake(me, results) end
     end
-    local seen = {}
     for i = 1, n do
       local t = tasks[i]
       if T_done(t) then
         if T_status(t) ~= "done" and not return_exceptions and not first_bad then first_bad = t end
-      elseif not seen[t] then              -- a task listed twice is waited for once
-        seen[t] = true
+      else                                 -- listed twice: two callbacks, counted twice
         pending = pending + 1
         T_add_done_callback(t, on_done)
       end

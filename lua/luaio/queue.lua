@@ -159,10 +159,7 @@ return function(aio, core)
     return maxsize
   end
 
-  -- Every queue, for the self check of the hot paths (put, get and their
-  -- nowait forms): a table lookup, which works for a self of any type and
-  -- costs a fraction of a getmetatable call.
-  local queues = setmetatable({}, { __mode = "k" })
+  local bind_hot_methods    -- below, with put and get
 
   local function make(maxsize, store)
     local q = setmetatable({ _maxsize = maxsize, _items = {}, _store = store, _n = 0,
@@ -170,7 +167,7 @@ return function(aio, core)
       _joined = nil, _shutdown = false }, Queue)
     store.init(q)
     q._fast = fast_limit(q)
-    queues[q] = true
+    bind_hot_methods(q)
     return q
   end
 
@@ -216,7 +213,7 @@ return function(aio, core)
   end
 
   function Queue:put_nowait(x)
-    if not queues[self] then check_self(self, Queue) end
+    if getmetatable(self) ~= Queue then check_self(self, Queue) end
     local why = put_now(self, x)
     if why then arg_error(2, why) end
   end
@@ -246,25 +243,25 @@ return function(aio, core)
   end
 
   function Queue:get_nowait()
-    if not queues[self] then check_self(self, Queue) end
+    if getmetatable(self) ~= Queue then check_self(self, Queue) end
     local x, why = get_now(self)
     if why then error(why, 2) end
     return x
   end
 
-  -- Waits abandoned (cancelled, or the coroutine parked here closed): a
-  -- wake-up this waiter may have consumed goes to the next one.
-  local PutWait = F.abandon_metatable(function(self, me)
+  -- Waits abandoned (cancelled): a wake-up this waiter may have consumed
+  -- goes to the next one.
+  local function put_abandon(self, me)
     local p = self._putters
     remove(p, me)
     local max = self._maxsize
     if max <= 0 or self._n < max or self._shutdown then wake_first(p, p) end
-  end)
-  local GetWait = F.abandon_metatable(function(self, me)
+  end
+  local function get_abandon(self, me)
     local g = self._getters
     remove(g, me)
     if self._n > 0 or self._shutdown then wake_first(g, g) end
-  end)
+  end
 
   -- put/get: the FIFO ring's common case is inlined (one Lua call per item);
   -- everything else (waiting, other stores, shutdown) takes the general path.
@@ -274,29 +271,30 @@ return function(aio, core)
     while max > 0 and self._n >= max and not self._shutdown do
       local p = self._putters
       push(p, me)
-      local w <close> = setmetatable({ self, me, p }, PutWait)
       local ok, err = suspend(p)
-      if not ok then error(err, 0) end     -- closing w passes the wake-up on
-      w[1] = nil
+      if not ok then
+        put_abandon(self, me)
+        error(err, 0)
+      end
     end
     return put_now(self, x)
   end
 
+  -- put and get, the hot path of every item, are made for each queue (the
+  -- constructor calls bind_hot_methods): their self check is one comparison
+  -- with the queue they belong to, no call and no hash. Queue.put and
+  -- Queue.get, reached through the metatable with another self, check it
+  -- and go to that queue's own.
+  -- the queue's own put/get (missing only if a program removed it)
+  local function own_method(self, name)
+    local m = rawget(self, name)
+    if type(m) ~= "function" then error(("this queue's %s method was removed"):format(name), 3) end
+    return m
+  end
+
   function Queue:put(x)
-    if not queues[self] then check_self(self, Queue) end
-    local n = self._n
-    if n < self._fast then
-      self._items[(self._head + n) % self._cap + 1] = x
-      self._n = n + 1
-      self._unfinished = self._unfinished + 1
-      local g = self._getters
-      if g.first <= g.last then wake_first(g, g) end
-      return
-    end
-    local max, me = self._maxsize, nil
-    if max > 0 and n >= max and not self._shutdown then me = need_task("queue:put") end
-    local why = put_waiting(self, x, me)
-    if why then arg_error(2, why) end
+    if getmetatable(self) ~= Queue then check_self(self, Queue) end
+    return own_method(self, "put")(self, x)
   end
 
   -- reached by a tail call from get: need_task and error level 2 see get's caller
@@ -306,10 +304,11 @@ return function(aio, core)
       local g = self._getters
       repeat
         push(g, me)
-        local w <close> = setmetatable({ self, me, g }, GetWait)
         local ok, err = suspend(g)
-        if not ok then error(err, 0) end   -- closing w passes the wake-up on
-        w[1] = nil
+        if not ok then
+          get_abandon(self, me)
+          error(err, 0)
+        end
       until self._n > 0 or self._shutdown
     end
     local x, why = get_now(self)
@@ -318,19 +317,49 @@ return function(aio, core)
   end
 
   function Queue:get()
-    if not queues[self] then check_self(self, Queue) end
-    local n, h = self._n, self._head
-    if n > 0 and h then
-      local items = self._items
-      local x = items[h + 1]
-      items[h + 1] = nil
-      self._head = (h + 1) % self._cap
-      self._n = n - 1
-      local p = self._putters
-      if p.first <= p.last then wake_first(p, p) end
-      return x
+    if getmetatable(self) ~= Queue then check_self(self, Queue) end
+    return own_method(self, "get")(self)
+  end
+
+  function bind_hot_methods(q)
+    function q.put(self, x)
+      if self ~= q then
+        if getmetatable(self) ~= Queue then check_self(self, Queue) end
+        return own_method(self, "put")(self, x)
+      end
+      local n = self._n
+      if n < self._fast then
+        self._items[(self._head + n) % self._cap + 1] = x
+        self._n = n + 1
+        self._unfinished = self._unfinished + 1
+        local g = self._getters
+        if g.first <= g.last then wake_first(g, g) end
+        return
+      end
+      local max, me = self._maxsize, nil
+      if max > 0 and n >= max and not self._shutdown then me = need_task("queue:put") end
+      local why = put_waiting(self, x, me)
+      if why then arg_error(2, why) end
     end
-    return get_waiting(self)
+
+    function q.get(self)
+      if self ~= q then
+        if getmetatable(self) ~= Queue then check_self(self, Queue) end
+        return own_method(self, "get")(self)
+      end
+      local n, h = self._n, self._head
+      if n > 0 and h then
+        local items = self._items
+        local x = items[h + 1]
+        items[h + 1] = nil
+        self._head = (h + 1) % self._cap
+        self._n = n - 1
+        local p = self._putters
+        if p.first <= p.last then wake_first(p, p) end
+        return x
+      end
+      return get_waiting(self)
+    end
   end
 
   function Queue:task_done()

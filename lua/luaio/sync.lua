@@ -40,28 +40,12 @@ return function(aio, core)
     return nil
   end
 
-  -- An abandoned wait. A waiting method holds one of these as a
-  -- to-be-closed variable while it is suspended, and disarms it (w[1] = nil)
-  -- once the wait ended normally. It is closed armed when the wait ends by
-  -- an error (cancellation) or when the user coroutine parked in the wait
-  -- is closed by coroutine.close from another task: then what was handed to
-  -- the waiter (a permit, a notification, a wake-up) goes to the next waiter,
-  -- and the task — which otherwise would wait forever for a coroutine that is
-  -- gone — is woken: its coroutine.resume then reports the dead coroutine.
-  -- The kind's metatable holds `abandon(obj, task)` and the suspend owner is
-  -- w[3] (the object itself when nil).
-  local function abandon_metatable(abandon)
-    return { __close = function(w)
-      local obj = w[1]
-      if obj == nil then return end
-      w[1] = nil
-      local task = w[2]
-      abandon(obj, task)
-      wake(task, w[3] or obj)       -- a no-op unless the task still waits here
-    end }
-  end
-  aio._fifo = { new = fifo, push = push, remove = remove, wake_first = wake_first,
-                abandon_metatable = abandon_metatable }
+  -- An abandoned wait: a waiting method whose suspend ended by an error
+  -- (a cancellation) calls its kind's `abandon(obj, task)`, so that what was
+  -- handed to the waiter meanwhile (a permit, a notification, a wake-up) goes
+  -- to the next waiter. No record is kept per wait: closing a coroutine parked
+  -- in a wait is refused (coro.c), so an error is the only other way out.
+  aio._fifo = { new = fifo, push = push, remove = remove, wake_first = wake_first }
 
   -- Guard: what acquire returns; closing it (or g:release()) releases.
   local Guard = { __name = "luaio.Guard" }
@@ -89,14 +73,14 @@ return function(aio, core)
     if t then self._handed = t else self._locked = false end
   end
 
-  local LockWait = abandon_metatable(function(self, me)
+  local function lock_abandon(self, me)
     if self._handed == me then          -- handed over, then abandoned: pass it on
       self._handed = nil
       lock_release(self)
     else
       remove(self._waiters, me)
     end
-  end)
+  end
 
   -- the lock for task `me` (checked by the caller)
   local function lock_acquire(self, me)
@@ -105,13 +89,12 @@ return function(aio, core)
       return self._guard
     end
     push(self._waiters, me)
-    local w <close> = setmetatable({ self, me }, LockWait)
     local ok, err = suspend(self)
     if ok then
-      w[1] = nil
       self._handed = nil
       return self._guard
     end
+    lock_abandon(self, me)
     error(err, 0)
   end
 
@@ -181,7 +164,7 @@ return function(aio, core)
     end
   end
 
-  local SemWait = abandon_metatable(function(self, me)
+  local function sem_abandon(self, me)
     if self._handed[me] then            -- handed a permit, then abandoned: give it back
       self._handed[me] = nil
       self._nhanded = self._nhanded - 1
@@ -190,7 +173,7 @@ return function(aio, core)
       remove(self._waiters, me)
     end
     sem_wake_next(self)
-  end)
+  end
 
   local function sem_acquire(self, me)
     local q = self._waiters
@@ -199,15 +182,14 @@ return function(aio, core)
       return self._guard
     end
     push(q, me)
-    local w <close> = setmetatable({ self, me }, SemWait)
     local ok, err = suspend(self)
     if ok then
-      w[1] = nil
       self._handed[me] = nil
       self._nhanded = self._nhanded - 1
       sem_wake_next(self)                  -- permits freed meanwhile go to the next in line
       return self._guard
     end
+    sem_abandon(self, me)
     error(err, 0)
   end
 
@@ -269,19 +251,15 @@ return function(aio, core)
     return self._set
   end
 
-  local EventWait = abandon_metatable(function(self, me) remove(self._waiters, me) end)
 
   function Event:wait()
     if getmetatable(self) ~= Event then check_self(self, Event) end
     local me = need_task("event:wait")
     if self._set then return true end
     push(self._waiters, me)
-    local w <close> = setmetatable({ self, me }, EventWait)
     local ok, err = suspend(self)
-    if ok then
-      w[1] = nil
-      return true
-    end
+    if ok then return true end
+    remove(self._waiters, me)
     error(err, 0)
   end
 
@@ -337,7 +315,6 @@ return function(aio, core)
       remove(self._waiters, me)
     end
   end
-  local CondWait = abandon_metatable(cond_abandon)
 
   local function cond_wait(self, me)
     if not self._lock._locked then
@@ -345,16 +322,9 @@ return function(aio, core)
     end
     lock_release(self._lock)
     push(self._waiters, me)
-    local ok, err
-    do
-      local w <close> = setmetatable({ self, me }, CondWait)
-      ok, err = suspend(self)
-      if ok then
-        w[1] = nil
-        self._notified[me] = nil
-      end
-      -- not ok: closing w passes a notification on, or leaves the queue
-    end
+    local ok, err = suspend(self)
+    if ok then self._notified[me] = nil
+    else cond_abandon(self, me) end     -- passes a notification on, or leaves the queue
     -- the lock is always re-acquired before returning or raising
     local cancelled
     while true do
