@@ -1,8 +1,10 @@
-/* libFuzzer target: the to_thread value copier (src/thread.c). Builds a Lua
+/* libFuzzer target: the to_thread value copier (src/value_copy.c). Builds a Lua
 ** value (nested tables of nil/booleans/integers/floats/strings) from the
 ** input, encodes it, decodes it into another state, and checks the copy is
 ** deeply equal. */
-#include "../src/thread.c"
+#include <string.h>
+#include <lauxlib.h>
+#include "value_copy.h"
 #include <stdlib.h>
 
 static lua_State *A, *B;
@@ -65,11 +67,11 @@ static int same(int ia, int ib) {
       while (lua_next(A, ia)) {
         count++;
         lua_pushvalue(A, -2);                     /* the key, copied over to B */
-        wbuf w = {0};
-        if (!encode(A, -1, &w, "key", 0)) abort();
+        luaio_wbuf w = {0};
+        if (!luaio_value_encode(A, -1, &w, "key", 0)) abort();
         lua_pop(A, 1);
-        rbuf r = { w.p, w.p + w.len };
-        if (!decode(B, &r)) abort();
+        luaio_rbuf r = { w.p, w.p + w.len };
+        if (!luaio_value_decode(B, &r)) abort();
         free(w.p);
         lua_rawget(B, ib);
         int ok = same(-1, -1);
@@ -91,10 +93,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_settop(B, 0);
   src s = { data, data + size };
   build(A, &s, 0, 0);
-  wbuf w = {0};
-  if (!encode(A, 1, &w, "arg #1", 0)) abort();  /* every value built here is copyable */
-  rbuf r = { w.p, w.p + w.len };
-  if (!decode(B, &r) || r.p != r.end) abort();
+  luaio_wbuf w = {0};
+  if (!luaio_value_encode(A, 1, &w, "arg #1", 0)) abort();  /* every value built here is copyable */
+  luaio_rbuf r = { w.p, w.p + w.len };
+  if (!luaio_value_decode(B, &r) || r.p != r.end) abort();
   free(w.p);
   if (!same(1, 1)) abort();
   return 0;

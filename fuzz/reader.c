@@ -1,30 +1,49 @@
-/* libFuzzer target: the stream read buffer (src/stream.c) — readline,
+/* libFuzzer target: the stream read buffer (src/readbuf.c) — readline,
 ** read_until, read(n), read_exactly over data arriving in arbitrary chunks.
-** The input is a script: each step either delivers a chunk (through the real
-** on_alloc buffer management) or performs a read. Checks that every result is
+** The input is a script: each step either delivers a chunk (through
+** luaio_rb_space, as a stream's on_alloc does) or performs a read. Checks that every result is
 ** exactly the next bytes of the stream (nothing lost, reordered or invented)
 ** and that a found separator really follows a line. HTTP heads (OP_HEAD) are
-** read in place: a parsed head took exactly the bytes up to a blank line. */
-#include "../src/stream.c"
-#include <lualib.h>
+** read in place (src/http_head.c): a parsed head took exactly the bytes up
+** to a blank line. */
 #include <stdlib.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include "readbuf.h"
+#include "http_head.h"
+
+enum { OP_READ, OP_EXACT, OP_LINE, OP_UNTIL };
 
 static lua_State *L;
 static int op_now;
 
+/* (nil, arg): the read op_now, as a stream's try_read makes it */
 static int call_try(lua_State *L) {
-  stream *s = lua_touserdata(L, lua_upvalueindex(1));
-  return try_read(L, s, op_now) < 0 ? 0 : 1;
+  luaio_readbuf *b = lua_touserdata(L, lua_upvalueindex(1));
+  size_t len;
+  const char *sep;
+  int n;
+  switch (op_now) {
+    case OP_READ: n = luaio_rb_read(L, b, (size_t)lua_tointeger(L, 2)); break;
+    case OP_EXACT: n = luaio_rb_read_exactly(L, b, (size_t)lua_tointeger(L, 2)); break;
+    case OP_LINE: n = luaio_rb_read_until(L, b, "\n", 1, 1); break;
+    default:
+      sep = lua_tolstring(L, 2, &len);
+      n = luaio_rb_read_until(L, b, sep, len, 0);
+  }
+  if (n == RB_FAIL) abort();                  /* no read error here */
+  return n < 0 ? 0 : 1;
 }
 
 static int call_head(lua_State *L) {
-  stream *s = lua_touserdata(L, lua_upvalueindex(1));
-  int n = try_read(L, s, OP_HEAD);
+  luaio_readbuf *b = lua_touserdata(L, lua_upvalueindex(1));
+  int n = luaio_http_read_head(L, b, lua_tostring(L, 2)[2] == 'q');
+  if (n == RB_FAIL) abort();
   return n < 0 ? 0 : n;
 }
 
 /* OP_HEAD: the results agree with what was consumed */
-static void check_head(lua_State *L, int base, stream *s, const char *consumed, size_t taken) {
+static void check_head(lua_State *L, int base, luaio_readbuf *s, const char *consumed, size_t taken) {
   int n = lua_gettop(L) - base;
   int only_crlfs = 1;                                  /* stray CRLFs before a head may go */
   for (size_t i = 0; i < taken; i++) only_crlfs &= consumed[i] == (i % 2 ? '\n' : '\r');
@@ -49,11 +68,9 @@ static void check_head(lua_State *L, int base, stream *s, const char *consumed, 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!L) L = luaL_newstate();
   if (size < 2) return 0;
-  stream s;
+  luaio_readbuf s;
   memset(&s, 0, sizeof s);
   s.limit = 16 + data[0] * 4;
-  uv_handle_t fake;
-  fake.data = &s;
   /* the stream's bytes, in order, as delivered: what reads must give back */
   char *fed = malloc(size);
   size_t nfed = 0, nread = 0;
@@ -62,10 +79,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t cmd = data[i++];
     if (cmd < 128) {                          /* deliver up to cmd bytes */
       size_t n = cmd + 1 < size - i ? cmd + 1 : size - i;
-      uv_buf_t b;
-      on_alloc(&fake, 65536, &b);
-      if (n > b.len) n = b.len;
-      memcpy(b.base, data + i, n);
+      size_t room;
+      char *dst = luaio_rb_space(&s, &room);
+      if (!dst) abort();
+      if (n > room) n = room;
+      memcpy(dst, data + i, n);
       memcpy(fed + nfed, data + i, n);
       s.len += n;
       nfed += n;

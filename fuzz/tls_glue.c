@@ -7,11 +7,15 @@
 ** application data arrives exactly as written while nobody tampered with
 ** that direction, and that tampering ends in a reported failure, never a
 ** crash or a leak. Certificates come from tools/make_test_certs.sh. */
-#include "../src/tls.c"
+#include <stdio.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "tls.h"
 #include <lualib.h>
 #include <stdlib.h>
 
-#define CERT_DIR "build-fuzz/tls-certs"
+/* $FUZZ_BUILD_DIR/tls-certs (tools/fuzz.sh), build-fuzz/tls-certs by default */
+static char cert_dir[512];
 #define MAX_DATA 65536
 
 static lua_State *L;
@@ -27,23 +31,31 @@ typedef struct {
 } end_t;
 
 static void make_contexts(void) {
-  if (system("tools/make_test_certs.sh " CERT_DIR " >/dev/null 2>&1") != 0) abort();
+  const char *dir = getenv("FUZZ_BUILD_DIR");
+  snprintf(cert_dir, sizeof cert_dir, "%s/tls-certs", dir && *dir ? dir : "build-fuzz");
+  char cmd[600], path[600];
+  snprintf(cmd, sizeof cmd, "tools/make_test_certs.sh '%s' >/dev/null 2>&1", cert_dir);
+  if (system(cmd) != 0) abort();
   L = luaL_newstate();
   lua_newtable(L);
   luaio_open_tls(L, NULL);               /* registers the context metatable */
+  lua_getfield(L, -1, "tls_context");
+  lua_setfield(L, LUA_REGISTRYINDEX, "tls_context");
   lua_pop(L, 1);
-  lua_pushcfunction(L, l_tls_context);
+  lua_getfield(L, LUA_REGISTRYINDEX, "tls_context");
   lua_createtable(L, 0, 1);
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "verify");
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) abort();          /* index 1: the client's */
-  lua_pushcfunction(L, l_tls_context);
+  lua_getfield(L, LUA_REGISTRYINDEX, "tls_context");
   lua_createtable(L, 0, 3);
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "server");
-  lua_pushstring(L, CERT_DIR "/server.pem");
+  snprintf(path, sizeof path, "%s/server.pem", cert_dir);
+  lua_pushstring(L, path);
   lua_setfield(L, -2, "cert_file");
-  lua_pushstring(L, CERT_DIR "/server.key");
+  snprintf(path, sizeof path, "%s/server.key", cert_dir);
+  lua_pushstring(L, path);
   lua_setfield(L, -2, "key_file");
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) abort();          /* index 2: the server's */
 }
@@ -57,7 +69,7 @@ static void collect(end_t *e) {
   e->out.len = 0;
 }
 
-/* deliver up to n bytes of from's wire to `to`, as stream.c's tls_input does */
+/* deliver up to n bytes of from's wire to `to`, as stream_tls.c's stream_tls_input does */
 static void deliver(end_t *from, end_t *to, size_t n) {
   if (to->dead || to->closed || from->nwire == 0) return;
   if (n > from->nwire) n = from->nwire;
@@ -77,7 +89,7 @@ static void deliver(end_t *from, end_t *to, size_t n) {
       to->ngot += got;
     }
   }
-  if (r == TLS_WANT && to->t->in_len != 0) abort();      /* the lend contract */
+  if (r == TLS_WANT && luaio_tls_input_left(to->t) != 0) abort();      /* the lend contract */
   if (r == TLS_FAILED) {
     if (!from->tampered && !to->tampered) abort();       /* honest bytes must never fail */
     to->dead = 1;

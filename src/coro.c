@@ -8,7 +8,7 @@
 ** with the same values. Ordinary yields behave as in stock Lua.
 */
 #include <lualib.h>
-#include "luaio_int.h"
+#include "host.h"
 
 static int resume_k(lua_State *L, int status, lua_KContext ctx);
 
@@ -45,7 +45,7 @@ static int do_resume(lua_State *L, lua_State *co, int narg, int wrap, int base) 
   luaio_host *h = t ? t->host : NULL;
   int noyield = h && !lua_isyieldable(L);
   if (noyield) h->noyield++;
-  if (h) h->executing = co;
+  if (h) h->intr.executing = co;
   status = lua_resume(co, L, narg, &nres);
   if (h) luaio_interrupt_handoff(h, co, L);
   if (noyield) h->noyield--;

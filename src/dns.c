@@ -2,16 +2,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netdb.h>
-#include "luaio_int.h"
+#include "op.h"
+#include "netaddr.h"
+#include "host.h"
 
 typedef struct {
+  luaio_op op;
   uv_getaddrinfo_t req;
-  luaio_task *task;        /* NULL once the waiting task gave up */
 } dns_op;
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  dns_op *op = (dns_op *)req;
-  luaio_task *t = op->task;
+  dns_op *op = req->data;
+  luaio_task *t = luaio_op_take(&op->op);
   free(op);
   if (!t) { if (res) uv_freeaddrinfo(res); return; }
   lua_State *co = luaio_task_stack(t);
@@ -24,14 +26,9 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   int n = 0;
   for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
     char ip[64];
-    const char *family;
-    if (ai->ai_family == AF_INET) {
-      uv_ip4_name((struct sockaddr_in *)ai->ai_addr, ip, sizeof ip);
-      family = "inet";
-    } else if (ai->ai_family == AF_INET6) {
-      uv_ip6_name((struct sockaddr_in6 *)ai->ai_addr, ip, sizeof ip);
-      family = "inet6";
-    } else continue;
+    int af = luaio_addr_name(ai->ai_addr, ip, sizeof ip, NULL);
+    if (!af) continue;
+    const char *family = af == AF_INET ? "inet" : "inet6";
     /* one entry per address (the resolver repeats them per socket type) */
     int dup = 0;
     for (int i = 1; i <= n && !dup; i++) {
@@ -52,11 +49,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   luaio_wake(t, 1);
 }
 
-static void dns_cancel(void *data) {
-  dns_op *op = data;
-  op->task = NULL;
-  uv_cancel((uv_req_t *)&op->req);   /* if it already runs, on_resolved drops the result */
-}
+/* if it already runs, on_resolved drops the result */
+static void dns_abort(luaio_op *op) { uv_cancel((uv_req_t *)&luaio_container_of(op, dns_op, op)->req); }
 
 /* getaddrinfo(host [, port]) ⏸ -> { {addr=, family=}, ... } */
 static int l_getaddrinfo(lua_State *L) {
@@ -67,7 +61,8 @@ static int l_getaddrinfo(lua_State *L) {
   luaio_task *t = luaio_need_task(L, "aio.getaddrinfo");
   dns_op *op = malloc(sizeof *op);
   if (!op) return luaL_error(L, "out of memory");
-  op->task = t;
+  op->op.task = t;
+  op->req.data = op;
   struct addrinfo hints;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
@@ -78,7 +73,7 @@ static int l_getaddrinfo(lua_State *L) {
     return luaio_uverror(L, "OSError", r, "getaddrinfo");
   }
   lua_settop(L, 0);
-  return luaio_await(L, dns_cancel, op, 0, NULL);
+  return luaio_op_await(L, &op->op, t, dns_abort, NULL);
 }
 
 void luaio_open_dns(lua_State *L, luaio_host *h) {

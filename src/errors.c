@@ -1,5 +1,7 @@
 /* errors.c — luaio error objects: tables {name, message, code, traceback}. */
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "luaio_int.h"
 
@@ -283,4 +285,31 @@ static void open_argerrors(lua_State *L) {
   lua_setfield(L, -2, "arg_error");
   lua_pushcfunction(L, l_type_name);
   lua_setfield(L, -2, "type_name");
+}
+
+/* ---- errors of callbacks -------------------------------------------------- */
+
+static int tostring_protected(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* luaio_int.h. The error's __tostring may raise too. */
+void luaio_report_callback_error(lua_State *L, const char *what) {
+  lua_pushcfunction(L, tostring_protected);
+  lua_insert(L, -2);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "(error object whose __tostring fails)");
+  }
+  fprintf(stderr, "luaio: error in %s: %s\n", what, lua_tostring(L, -1));
+  fflush(stderr);
+  lua_pop(L, 1);
+}
+
+/* luaio_int.h: the core's own structures cannot grow. */
+void luaio_oom(const char *what) {
+  fprintf(stderr, "luaio: out of memory (%s)\n", what);
+  fflush(stderr);
+  abort();
 }

@@ -2,6 +2,8 @@
 ** fs.c — aio.fs: file operations as jobs on libuv's thread pool. Each job
 ** does its whole sequence of plain syscalls (open, read..., close) in the
 ** worker, so a read_file is one round trip to the pool, not one per call.
+** One file over 500 lines on purpose: the aio.fs functions and the File
+** methods are the same jobs (one fs_job, one runner, one completion).
 */
 #include <dirent.h>
 #include <errno.h>
@@ -10,7 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "luaio_int.h"
+#include "op.h"
+#include "host.h"
 
 #define FILE_MT "luaio.File"
 
@@ -36,8 +39,8 @@ typedef struct {
 } file_state;
 
 typedef struct {
+  luaio_op wait;           /* the task waiting for the job */
   uv_work_t work;
-  luaio_task *task;
   file_state *file;        /* the file a read/write/seek/close works on */
   file_state *opened;      /* OPEN: the state the new file will get (owned) */
   int op, err, fd, flags, parents, whence;
@@ -99,108 +102,117 @@ static int cmp_names(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* the jobs that take more than a call or two, run in the pool: each
+** returns 0 or -errno */
+static int fs_read_file(fs_job *j) {
+  int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  struct stat st;
+  size_t hint = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? (size_t)st.st_size : 0;
+  int r = read_all(fd, &j->data, &j->len, hint);
+  close(fd);
+  return r;
+}
+
+/* atomic: a temp file beside the target, synced, then renamed over it */
+static int fs_write_file(fs_job *j) {
+  size_t n = strlen(j->path);
+  char *tmp = malloc(n + 16);
+  if (!tmp) return -ENOMEM;
+  memcpy(tmp, j->path, n);
+  memcpy(tmp + n, ".tmp.XXXXXX", 12);
+  int fd = mkstemp(tmp);
+  if (fd < 0) { int r = -errno; free(tmp); return r; }
+  fchmod(fd, 0644);
+  int r = write_all(fd, j->data, j->len);
+  if (r == 0 && fsync(fd) < 0) r = -errno;
+  if (close(fd) < 0 && r == 0) r = -errno;
+  if (r == 0 && rename(tmp, j->path) < 0) r = -errno;
+  if (r != 0) unlink(tmp);
+  free(tmp);
+  return r;
+}
+
+static int fs_append_file(fs_job *j) {
+  int fd = open(j->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return -errno;
+  int r = write_all(fd, j->data, j->len);
+  if (close(fd) < 0 && r == 0) r = -errno;
+  return r;
+}
+
+static int fs_listdir(fs_job *j) {
+  DIR *d = opendir(j->path);
+  if (!d) return -errno;
+  size_t cap = 16;
+  j->names = malloc(cap * sizeof *j->names);
+  struct dirent *e;
+  while (j->names && (e = readdir(d))) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    if (j->nnames == cap) {
+      char **nn = realloc(j->names, cap * 2 * sizeof *nn);
+      if (!nn) break;
+      j->names = nn;
+      cap *= 2;
+    }
+    j->names[j->nnames++] = strdup(e->d_name);
+  }
+  closedir(d);
+  if (j->names) qsort(j->names, j->nnames, sizeof *j->names, cmp_names);
+  return 0;
+}
+
+static int fs_remove(fs_job *j) {
+  if (unlink(j->path) == 0) return 0;
+  if (errno != EISDIR && errno != EPERM) return -errno;
+  return rmdir(j->path) < 0 ? -errno : 0;
+}
+
+static int fs_fread(fs_job *j) {
+  if (j->len == 0) return read_all(j->fd, &j->data, &j->len, 0);
+  /* one read(2) returns at most this much anyway: a huge n is no reason
+  ** to allocate it */
+  if (j->len > READ_MAX) j->len = READ_MAX;
+  j->data = malloc(j->len);
+  if (!j->data) return -ENOMEM;
+  for (;;) {
+    ssize_t got = read(j->fd, j->data, j->len);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return -errno;
+    j->len = (size_t)got;
+    return 0;
+  }
+}
+
+static int fs_fseek(fs_job *j) {
+  off_t pos = lseek(j->fd, (off_t)j->offset, j->whence);
+  if (pos < 0) return -errno;
+  j->pos = pos;
+  return 0;
+}
+
+#define SYS(call) ((call) < 0 ? -errno : 0)
+
 static void run_fs(uv_work_t *req) {
   fs_job *j = req->data;
-  int fd, r = 0;
+  int r = 0;
   switch (j->op) {
-    case READ_FILE: {
-      fd = open(j->path, O_RDONLY | O_CLOEXEC);
-      if (fd < 0) { r = -errno; break; }
-      struct stat st;
-      size_t hint = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? (size_t)st.st_size : 0;
-      r = read_all(fd, &j->data, &j->len, hint);
-      close(fd);
-      break;
-    }
-    case WRITE_FILE: {
-      /* atomic: a temp file beside the target, synced, then renamed over it */
-      size_t n = strlen(j->path);
-      char *tmp = malloc(n + 16);
-      if (!tmp) { r = -ENOMEM; break; }
-      memcpy(tmp, j->path, n);
-      memcpy(tmp + n, ".tmp.XXXXXX", 12);
-      fd = mkstemp(tmp);
-      if (fd < 0) { r = -errno; free(tmp); break; }
-      fchmod(fd, 0644);
-      r = write_all(fd, j->data, j->len);
-      if (r == 0 && fsync(fd) < 0) r = -errno;
-      if (close(fd) < 0 && r == 0) r = -errno;
-      if (r == 0 && rename(tmp, j->path) < 0) r = -errno;
-      if (r != 0) unlink(tmp);
-      free(tmp);
-      break;
-    }
-    case APPEND_FILE:
-      fd = open(j->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-      if (fd < 0) { r = -errno; break; }
-      r = write_all(fd, j->data, j->len);
-      if (close(fd) < 0 && r == 0) r = -errno;
-      break;
-    case STAT:
-      if (stat(j->path, &j->st) < 0) r = -errno;
-      break;
-    case LISTDIR: {
-      DIR *d = opendir(j->path);
-      if (!d) { r = -errno; break; }
-      size_t cap = 16;
-      j->names = malloc(cap * sizeof *j->names);
-      struct dirent *e;
-      while (j->names && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        if (j->nnames == cap) {
-          char **nn = realloc(j->names, cap * 2 * sizeof *nn);
-          if (!nn) break;
-          j->names = nn;
-          cap *= 2;
-        }
-        j->names[j->nnames++] = strdup(e->d_name);
-      }
-      closedir(d);
-      if (j->names) qsort(j->names, j->nnames, sizeof *j->names, cmp_names);
-      break;
-    }
-    case MKDIR:
-      if (j->parents) r = mkdir_parents(j->path);
-      else if (mkdir(j->path, 0777) < 0) r = -errno;
-      break;
-    case REMOVE:
-      if (unlink(j->path) < 0) {
-        if (errno == EISDIR || errno == EPERM) { if (rmdir(j->path) < 0) r = -errno; }
-        else r = -errno;
-      }
-      break;
-    case RENAME:
-      if (rename(j->path, j->path2) < 0) r = -errno;
-      break;
+    case READ_FILE: r = fs_read_file(j); break;
+    case WRITE_FILE: r = fs_write_file(j); break;
+    case APPEND_FILE: r = fs_append_file(j); break;
+    case STAT: r = SYS(stat(j->path, &j->st)); break;
+    case LISTDIR: r = fs_listdir(j); break;
+    case MKDIR: r = j->parents ? mkdir_parents(j->path) : SYS(mkdir(j->path, 0777)); break;
+    case REMOVE: r = fs_remove(j); break;
+    case RENAME: r = SYS(rename(j->path, j->path2)); break;
     case OPEN:
       j->fd = open(j->path, j->flags | O_CLOEXEC, 0644);
-      if (j->fd < 0) r = -errno;
+      r = SYS(j->fd);
       break;
-    case FREAD:
-      if (j->len == 0) { r = read_all(j->fd, &j->data, &j->len, 0); break; }
-      /* one read(2) returns at most this much anyway: a huge n is no reason
-      ** to allocate it */
-      if (j->len > READ_MAX) j->len = READ_MAX;
-      j->data = malloc(j->len);
-      if (!j->data) { r = -ENOMEM; break; }
-      for (;;) {
-        ssize_t got = read(j->fd, j->data, j->len);
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) r = -errno; else j->len = (size_t)got;
-        break;
-      }
-      break;
-    case FWRITE:
-      r = write_all(j->fd, j->data, j->len);
-      break;
-    case FSEEK: {
-      off_t pos = lseek(j->fd, (off_t)j->offset, j->whence);
-      if (pos < 0) r = -errno; else j->pos = pos;
-      break;
-    }
-    case FCLOSE:
-      if (close(j->fd) < 0) r = -errno;
-      break;
+    case FREAD: r = fs_fread(j); break;
+    case FWRITE: r = write_all(j->fd, j->data, j->len); break;
+    case FSEEK: r = fs_fseek(j); break;
+    case FCLOSE: r = SYS(close(j->fd)); break;
   }
   j->err = r;
 }
@@ -292,7 +304,7 @@ static void file_release(fs_job *j, int status) {
 
 static void fs_done(uv_work_t *req, int status) {
   fs_job *j = req->data;
-  luaio_task *t = j->task;
+  luaio_task *t = luaio_op_take(&j->wait);
   file_release(j, status);
   if (!t || status == UV_ECANCELED) {
     if (j->op == OPEN && j->err == 0 && status != UV_ECANCELED) close(j->fd);   /* nobody will get it */
@@ -314,11 +326,7 @@ static void fs_done(uv_work_t *req, int status) {
   luaio_wake(t, n);
 }
 
-static void fs_cancel(void *data) {
-  fs_job *j = data;
-  j->task = NULL;
-  uv_cancel((uv_req_t *)&j->work);
-}
+static void fs_abort(luaio_op *op) { uv_cancel((uv_req_t *)&luaio_container_of(op, fs_job, wait)->work); }
 
 static fs_job *new_job(lua_State *L, int op, int path_idx) {
   lua_pushfstring(L, op >= FREAD ? "file:%s" : "aio.fs.%s", op_names[op]);
@@ -348,7 +356,8 @@ static void copy_data(lua_State *L, fs_job *j, int idx) {
 
 static int submit(lua_State *L, fs_job *j) {
   luaio_host *h = luaio_upvalue_host(L);
-  j->task = luaio_current(L);
+  luaio_task *t = luaio_current(L);
+  j->wait.task = t;
   j->work.data = j;
   int r = uv_queue_work(h->loop, &j->work, run_fs, fs_done);
   if (r < 0) {
@@ -357,7 +366,7 @@ static int submit(lua_State *L, fs_job *j) {
     return luaio_uverror(L, "OSError", r, "fs");
   }
   lua_settop(L, 0);
-  return luaio_await(L, fs_cancel, j, 0, NULL);
+  return luaio_op_await(L, &j->wait, t, fs_abort, NULL);
 }
 
 static int l_read_file(lua_State *L) { return submit(L, new_job(L, READ_FILE, 1)); }

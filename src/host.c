@@ -8,9 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <lualib.h>
-#include "luaio_int.h"
-
-void luaio_sched_free(luaio_host *h);
+#include "host.h"
 
 typedef struct { luaio_host *h; } host_ref;
 
@@ -25,6 +23,7 @@ luaio_host *luaio_host_get(lua_State *L) {
 luaio_host *luaio_host_of(lua_State *L) { return luaio_host_get(L); }
 lua_State *luaio_host_state(luaio_host *h) { return h->L; }
 uv_loop_t *luaio_host_loop(luaio_host *h) { return h->loop; }
+int luaio_host_signal(luaio_host *h) { return h->sigint_seen; }
 
 static void close_walk(uv_handle_t *handle, void *arg) {
   (void)arg;
@@ -86,7 +85,7 @@ luaio_host *luaio_host_attach(lua_State *L, uv_loop_t *loop) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   h->L = lua_tothread(L, -1);
   lua_pop(L, 1);
-  h->slow_callback = 0.1;
+  h->debug.slow_callback = 0.1;
   /* a write to a reset peer must be an error, not a process kill (libuv
   ** leaves SIGPIPE to the application); an embedder's own handler stays */
   struct sigaction old;
@@ -99,7 +98,7 @@ luaio_host *luaio_host_attach(lua_State *L, uv_loop_t *loop) {
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, LUAIO_HOST_KEY);
   lua_newtable(L);
-  h->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  h->anchors.ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   h->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
@@ -110,7 +109,7 @@ luaio_host *luaio_host_attach(lua_State *L, uv_loop_t *loop) {
   h->failed_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaio_sched_init(h);
   const char *dbg = getenv("LUAIO_DEBUG");
-  if (dbg && *dbg && strcmp(dbg, "0") != 0) h->debug = 1;
+  if (dbg && *dbg && strcmp(dbg, "0") != 0) h->debug.on = 1;
   return h;
 }
 
@@ -134,8 +133,8 @@ luaio_host *luaio_host_new(uv_loop_t *loop) {
 static void on_signal(uv_signal_t *sig, int signum) {
   luaio_host *h = sig->data;
   if (h->user_signal_handlers > 0) return;   /* the program handles it */
-  if (h->interrupt_delivered == signum) {    /* interrupt.c raised it in the main task already */
-    h->interrupt_delivered = 0;
+  if (h->intr.delivered == signum) {    /* interrupt.c raised it in the main task already */
+    h->intr.delivered = 0;
     return;
   }
   if (h->main && h->main->state < TASK_DONE && !h->sigint_seen) {
@@ -160,15 +159,15 @@ static void push_deadlock(lua_State *co) {
 static void cancel_rest(luaio_host *h) {
   lua_State *L = h->L;
   for (int round = 0; round < 5 && h->pending > 0; round++) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->anchors_ref);
-    for (uint32_t i = 1; i <= h->slot_top; i++) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->anchors.ref);
+    for (uint32_t i = 1; i <= h->anchors.top; i++) {
       if (lua_rawgeti(L, -1, i) == LUA_TUSERDATA) luaio_cancel(L, lua_touserdata(L, -1), 0);
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
     while (h->pending > 0) {
       uv_run(h->loop, UV_RUN_ONCE);
-      if (h->ring_len == 0 && h->native_waits == 0 && !uv_loop_alive(h->loop)) break;
+      if (h->ready.len == 0 && h->native_waits == 0 && !uv_loop_alive(h->loop)) break;
     }
   }
 }
@@ -203,7 +202,7 @@ static void run_until(luaio_host *h, luaio_task *t) {
   luaio_interrupt_start(h);
   while (t->state < TASK_DONE) {
     uv_run(h->loop, UV_RUN_ONCE);
-    if (t->state < TASK_DONE && h->ring_len == 0 && h->native_waits == 0 && !uv_loop_alive(h->loop)) {
+    if (t->state < TASK_DONE && h->ready.len == 0 && h->native_waits == 0 && !uv_loop_alive(h->loop)) {
       if (t->state == TASK_WAITING) {
         if (t->on_cancel) { luaio_cancel_fn fn = t->on_cancel; t->on_cancel = NULL; fn(t->cancel_data); }
         push_deadlock(t->co);
@@ -294,7 +293,7 @@ static int l_run(lua_State *L) {
 
 static int l_set_debug(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  h->debug = lua_toboolean(L, 1);
+  h->debug.on = lua_toboolean(L, 1);
   if (!lua_isnoneornil(L, 2)) {
     luaio_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "slow_callback");
@@ -302,13 +301,13 @@ static int l_set_debug(lua_State *L) {
       double sec = lua_tonumber(L, -1);
       if (!lua_isnumber(L, -1) || !(sec > 0))
         return luaio_argerror(L, 2, "slow_callback: a positive number of seconds expected");
-      h->slow_callback = sec;
+      h->debug.slow_callback = sec;
     }
     lua_pop(L, 1);
   }
-  if (h->debug && h->running) {
-    h->run_since = uv_hrtime() / 1e9;    /* the task running now counts from here */
-    h->run_since_seq = h->run_seq;
+  if (h->debug.on && h->running) {
+    h->debug.run_since = uv_hrtime() / 1e9;    /* the task running now counts from here */
+    h->debug.run_since_seq = h->debug.run_seq;
     luaio_watchdog_start(h);
   }
   return 0;
@@ -324,8 +323,8 @@ static int l_interrupted(lua_State *L) {
 
 static int l_get_debug(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
-  lua_pushboolean(L, h->debug);
-  lua_pushnumber(L, h->slow_callback);
+  lua_pushboolean(L, h->debug.on);
+  lua_pushnumber(L, h->debug.slow_callback);
   return 2;
 }
 

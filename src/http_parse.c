@@ -92,10 +92,90 @@ static int ci_equal(const char *a, size_t alen, const char *b) {
 /* Headers into the table at idx: lowercased names, repeated ones joined
 ** with ", " (Set-Cookie-like lists stay readable); plus the facts the
 ** framing depends on. */
+/* what the head's fields say about the message */
+typedef struct {
+  int hosts, has_length, chunked, has_te, conn_close, conn_keep, expect_continue;
+  lua_Integer length;
+} head_facts;
+
+/* Connection: a list of tokens */
+static void note_connection(head_facts *f, const char *v, const char *vend) {
+  for (const char *q = v; q < vend;) {
+    const char *tok = q;
+    while (q < vend && *q != ',') q++;
+    const char *tend = q;
+    while (tok < tend && (*tok == ' ' || *tok == '\t')) tok++;
+    while (tend > tok && (tend[-1] == ' ' || tend[-1] == '\t')) tend--;
+    if (ci_equal(tok, (size_t)(tend - tok), "close")) f->conn_close = 1;
+    else if (ci_equal(tok, (size_t)(tend - tok), "keep-alive")) f->conn_keep = 1;
+    if (q < vend) q++;
+  }
+}
+
+/* The fields that frame or steer the message (name lower-cased, n long);
+** 0 after fail(). */
+static int note_field(cursor *c, head_facts *f, const char *name, size_t n, const char *v,
+                      const char *vend, int is_request) {
+  size_t vlen = (size_t)(vend - v);
+  if (n == 4 && memcmp(name, "host", 4) == 0) f->hosts++;
+  else if (n == 14 && memcmp(name, "content-length", 14) == 0) {
+    lua_Integer l;
+    if (!parse_length(v, vlen, &l)) return fail(c, 400, "invalid Content-Length");
+    if (f->has_length && l != f->length) return fail(c, 400, "conflicting Content-Length fields");
+    f->has_length = 1;
+    f->length = l;
+  } else if (n == 17 && memcmp(name, "transfer-encoding", 17) == 0) {
+    f->has_te = 1;
+    /* only "chunked", as the last coding, is understood */
+    const char *last = v;
+    for (const char *q = v; q < vend; q++) if (*q == ',') last = q + 1;
+    while (last < vend && (*last == ' ' || *last == '\t')) last++;
+    if (!ci_equal(last, (size_t)(vend - last), "chunked") || last != v)
+      return fail(c, is_request ? 501 : 400, "unsupported Transfer-Encoding");
+    f->chunked = 1;
+  } else if (n == 10 && memcmp(name, "connection", 10) == 0) {
+    note_connection(f, v, vend);
+  } else if (n == 6 && memcmp(name, "expect", 6) == 0) {
+    if (ci_equal(v, vlen, "100-continue")) f->expect_continue = 1;
+  }
+  return 1;
+}
+
+/* headers[name] = value; a repeated field joins with ", " */
+static void set_field(lua_State *L, int hidx, const char *name, size_t n, const char *v, size_t vlen) {
+  lua_pushlstring(L, name, n);
+  lua_pushvalue(L, -1);
+  if (lua_rawget(L, hidx) == LUA_TSTRING) {
+    lua_pushliteral(L, ", ");
+    lua_pushlstring(L, v, vlen);
+    lua_concat(L, 3);
+  } else {
+    lua_pop(L, 1);
+    lua_pushlstring(L, v, vlen);
+  }
+  lua_rawset(L, hidx);
+}
+
+/* the facts into the head table at tidx; 0 after fail() */
+static int set_facts(lua_State *L, cursor *c, head_facts *f, int tidx, int is_request, int minor) {
+  if (is_request && minor == 1 && f->hosts == 0) return fail(c, 400, "missing Host header");
+  if (f->hosts > 1) return fail(c, 400, "more than one Host header");
+  if (f->has_te && f->has_length) return fail(c, 400, "both Content-Length and Transfer-Encoding");
+  lua_setfield(L, tidx, "headers");
+  if (f->has_length) { lua_pushinteger(L, f->length); lua_setfield(L, tidx, "content_length"); }
+  lua_pushboolean(L, f->chunked);
+  lua_setfield(L, tidx, "chunked");
+  /* HTTP/1.1 keeps the connection unless told to close; 1.0 only when asked */
+  lua_pushboolean(L, minor == 1 ? !f->conn_close : (f->conn_keep && !f->conn_close));
+  lua_setfield(L, tidx, "keep_alive");
+  lua_pushboolean(L, f->expect_continue);
+  lua_setfield(L, tidx, "expect_continue");
+  return 1;
+}
+
 static int parse_headers(lua_State *L, cursor *c, int tidx, int is_request, int minor) {
-  int count = 0, hosts = 0, has_length = 0, chunked = 0, has_te = 0;
-  int conn_close = 0, conn_keep = 0, expect_continue = 0;
-  lua_Integer length = 0;
+  head_facts f = {0};
+  int count = 0;
   char name[256];
   lua_newtable(L);                           /* headers */
   int hidx = lua_gettop(L);
@@ -117,63 +197,11 @@ static int parse_headers(lua_State *L, cursor *c, int tidx, int is_request, int 
       unsigned char ch = (unsigned char)*q;
       if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return fail(c, 400, "control character in a header value");
     }
-    size_t vlen = (size_t)(vend - v);
     lower_into(name, line, n);
-    if (n == 4 && memcmp(name, "host", 4) == 0) hosts++;
-    else if (n == 14 && memcmp(name, "content-length", 14) == 0) {
-      lua_Integer l;
-      if (!parse_length(v, vlen, &l)) return fail(c, 400, "invalid Content-Length");
-      if (has_length && l != length) return fail(c, 400, "conflicting Content-Length fields");
-      has_length = 1;
-      length = l;
-    } else if (n == 17 && memcmp(name, "transfer-encoding", 17) == 0) {
-      has_te = 1;
-      /* only "chunked", as the last coding, is understood */
-      const char *last = v;
-      for (const char *q = v; q < vend; q++) if (*q == ',') last = q + 1;
-      while (last < vend && (*last == ' ' || *last == '\t')) last++;
-      if (!ci_equal(last, (size_t)(vend - last), "chunked") || last != v)
-        return fail(c, is_request ? 501 : 400, "unsupported Transfer-Encoding");
-      chunked = 1;
-    } else if (n == 10 && memcmp(name, "connection", 10) == 0) {
-      for (const char *q = v; q < vend;) {
-        const char *tok = q;
-        while (q < vend && *q != ',') q++;
-        const char *tend = q;
-        while (tok < tend && (*tok == ' ' || *tok == '\t')) tok++;
-        while (tend > tok && (tend[-1] == ' ' || tend[-1] == '\t')) tend--;
-        if (ci_equal(tok, (size_t)(tend - tok), "close")) conn_close = 1;
-        else if (ci_equal(tok, (size_t)(tend - tok), "keep-alive")) conn_keep = 1;
-        if (q < vend) q++;
-      }
-    } else if (n == 6 && memcmp(name, "expect", 6) == 0) {
-      if (ci_equal(v, vlen, "100-continue")) expect_continue = 1;
-    }
-    lua_pushlstring(L, name, n);
-    lua_pushvalue(L, -1);
-    if (lua_rawget(L, hidx) == LUA_TSTRING) {   /* repeated: join */
-      lua_pushliteral(L, ", ");
-      lua_pushlstring(L, v, vlen);
-      lua_concat(L, 3);
-    } else {
-      lua_pop(L, 1);
-      lua_pushlstring(L, v, vlen);
-    }
-    lua_rawset(L, hidx);
+    if (!note_field(c, &f, name, n, v, vend, is_request)) return 0;
+    set_field(L, hidx, name, n, v, (size_t)(vend - v));
   }
-  if (is_request && minor == 1 && hosts == 0) return fail(c, 400, "missing Host header");
-  if (hosts > 1) return fail(c, 400, "more than one Host header");
-  if (has_te && has_length) return fail(c, 400, "both Content-Length and Transfer-Encoding");
-  lua_setfield(L, tidx, "headers");
-  if (has_length) { lua_pushinteger(L, length); lua_setfield(L, tidx, "content_length"); }
-  lua_pushboolean(L, chunked);
-  lua_setfield(L, tidx, "chunked");
-  /* HTTP/1.1 keeps the connection unless told to close; 1.0 only when asked */
-  lua_pushboolean(L, minor == 1 ? !conn_close : (conn_keep && !conn_close));
-  lua_setfield(L, tidx, "keep_alive");
-  lua_pushboolean(L, expect_continue);
-  lua_setfield(L, tidx, "expect_continue");
-  return 1;
+  return set_facts(L, c, &f, tidx, is_request, minor);
 }
 
 static int parse_request_line(lua_State *L, cursor *c, int tidx, int *minor) {
@@ -249,13 +277,6 @@ static int l_parse_head(lua_State *L) {
   return luaio_http_push_head(L, head, len, is_request);
 }
 
-static int hexval(int ch) {
-  if (ch >= '0' && ch <= '9') return ch - '0';
-  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-  return -1;
-}
-
 /* http_chunk_size(line) -> size | nil, reason: hex digits, then optional
 ** ";extensions"; no sign, no overflow. */
 static int l_chunk_size(lua_State *L) {
@@ -263,9 +284,9 @@ static int l_chunk_size(lua_State *L) {
   const char *line = luaio_checklstring(L, 1, &len);
   lua_Integer n = 0;
   size_t i = 0;
-  for (; i < len && hexval((unsigned char)line[i]) >= 0; i++) {
+  for (; i < len && luaio_http_hexval((unsigned char)line[i]) >= 0; i++) {
     if (i >= 13) { lua_pushnil(L); lua_pushliteral(L, "chunk size too large"); return 2; }
-    n = n * 16 + hexval((unsigned char)line[i]);
+    n = n * 16 + luaio_http_hexval((unsigned char)line[i]);
   }
   if (i == 0) { lua_pushnil(L); lua_pushliteral(L, "invalid chunk size"); return 2; }
   while (i < len && (line[i] == ' ' || line[i] == '\t')) i++;
@@ -284,9 +305,9 @@ static int l_unescape(lua_State *L) {
   size_t o = 0;
   for (size_t i = 0; i < len; i++) {
     char ch = s[i];
-    if (ch == '%' && i + 2 < len && hexval((unsigned char)s[i + 1]) >= 0 &&
-        hexval((unsigned char)s[i + 2]) >= 0) {
-      out[o++] = (char)(hexval((unsigned char)s[i + 1]) * 16 + hexval((unsigned char)s[i + 2]));
+    if (ch == '%' && i + 2 < len && luaio_http_hexval((unsigned char)s[i + 1]) >= 0 &&
+        luaio_http_hexval((unsigned char)s[i + 2]) >= 0) {
+      out[o++] = (char)(luaio_http_hexval((unsigned char)s[i + 1]) * 16 + luaio_http_hexval((unsigned char)s[i + 2]));
       i += 2;
     } else if (ch == '+' && plus) out[o++] = ' ';
     else out[o++] = ch;

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "luaio_int.h"
+#include "host.h"
 
 static luaio_host *volatile signal_host;     /* the host whose aio.run owns SIGINT/SIGTERM */
 static struct sigaction chained[2];          /* the handlers found (libuv's) */
@@ -34,7 +34,7 @@ static int64_t monotonic_ms(void) {
 }
 
 static void report_slow(lua_State *L, luaio_host *h) {
-  double ran = uv_hrtime() / 1e9 - h->run_since;
+  double ran = uv_hrtime() / 1e9 - h->debug.run_since;
   if (!lua_checkstack(L, 4)) return;
   const char *name = "?";
   if (h->current) {
@@ -53,17 +53,17 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
   luaio_host *h = luaio_host_get(L);
-  if (!h || h->executing != L) return;     /* a stale hook: this thread is not the one meant */
-  if (h->watchdog_report) {
-    h->watchdog_report = 0;
+  if (!h || h->intr.executing != L) return;     /* a stale hook: this thread is not the one meant */
+  if (h->intr.report) {
+    h->intr.report = 0;
     report_slow(L, h);
   }
-  int sig = h->interrupt_signal;
+  int sig = h->intr.signal;
   if (sig) {
-    h->interrupt_signal = 0;
+    h->intr.signal = 0;
     if (h->current && h->current == h->main && !h->sigint_seen) {
       /* what host.c's handler would do, done here: it will skip this one */
-      h->sigint_seen = h->interrupt_delivered = sig;
+      h->sigint_seen = h->intr.delivered = sig;
       h->current->cancels++;
     }
     luaio_push_error(L, "CancelledError", NULL, "%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -72,7 +72,7 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
 }
 
 static void arm_hook(luaio_host *h, lua_State *L) {
-  h->hook_armed = 1;
+  h->intr.hook_armed = 1;
   lua_sethook(L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
@@ -91,9 +91,9 @@ static void on_os_signal(int signum) {
       if (last_sigint_ms && now - last_sigint_ms < 2000) _exit(130);
       last_sigint_ms = now;
     }
-    lua_State *L = h->executing;
+    lua_State *L = h->intr.executing;
     if (L) {
-      h->interrupt_signal = signum;
+      h->intr.signal = signum;
       arm_hook(h, L);
     }
   }
@@ -111,7 +111,7 @@ void luaio_interrupt_start(luaio_host *h) {
   signal_host = h;
   sigaction(SIGINT, &sa, &chained[0]);
   sigaction(SIGTERM, &sa, &chained[1]);
-  if (h->debug) luaio_watchdog_start(h);
+  if (h->debug.on) luaio_watchdog_start(h);
 }
 
 /* Before libuv's handlers are removed: give them back their place. */
@@ -129,11 +129,11 @@ void luaio_interrupt_stop(luaio_host *h) {
 ** meant for `co`; an interrupt still pending goes to `next`, which goes on
 ** running, or to the loop's own handling when next is NULL. */
 void luaio_interrupt_handoff_armed(luaio_host *h, lua_State *co, lua_State *next) {
-  h->hook_armed = 0;
+  h->intr.hook_armed = 0;
   if (lua_gethook(co)) lua_sethook(co, NULL, 0, 0);
-  if (h->interrupt_signal || h->watchdog_report) {
+  if (h->intr.signal || h->intr.report) {
     if (next) arm_hook(h, next);
-    else h->interrupt_signal = h->watchdog_report = 0;
+    else h->intr.signal = h->intr.report = 0;
   }
 }
 
@@ -142,42 +142,85 @@ void luaio_interrupt_handoff_armed(luaio_host *h, lua_State *co, lua_State *next
 static void watchdog_main(void *arg) {
   luaio_host *h = arg;
   uint32_t reported = 0;
-  uv_mutex_lock(&h->watchdog_lock);
-  while (!h->watchdog_stop) {
-    double period = h->slow_callback / 4;
+  uv_mutex_lock(&h->watchdog.lock);
+  while (!h->watchdog.stop) {
+    double period = h->debug.slow_callback / 4;
     if (period < 0.002) period = 0.002;
     if (period > 0.25) period = 0.25;
-    uv_cond_timedwait(&h->watchdog_cond, &h->watchdog_lock, (uint64_t)(period * 1e9));
-    if (h->watchdog_stop) break;
-    lua_State *L = h->executing;
-    uint32_t seq = h->run_seq;
-    if (L && h->debug && seq != reported && h->run_since_seq == seq &&
-        uv_hrtime() / 1e9 - h->run_since > h->slow_callback) {
+    uv_cond_timedwait(&h->watchdog.cond, &h->watchdog.lock, (uint64_t)(period * 1e9));
+    if (h->watchdog.stop) break;
+    lua_State *L = h->intr.executing;
+    uint32_t seq = h->debug.run_seq;
+    if (L && h->debug.on && seq != reported && h->debug.run_since_seq == seq &&
+        uv_hrtime() / 1e9 - h->debug.run_since > h->debug.slow_callback) {
       reported = seq;
-      h->watchdog_report = 1;
+      h->intr.report = 1;
       arm_hook(h, L);
     }
   }
-  uv_mutex_unlock(&h->watchdog_lock);
+  uv_mutex_unlock(&h->watchdog.lock);
 }
 
 void luaio_watchdog_start(luaio_host *h) {
-  if (h->watchdog_running) return;
-  uv_mutex_init(&h->watchdog_lock);
-  uv_cond_init(&h->watchdog_cond);
-  h->watchdog_stop = 0;
-  if (uv_thread_create(&h->watchdog, watchdog_main, h) == 0) h->watchdog_running = 1;
-  else { uv_cond_destroy(&h->watchdog_cond); uv_mutex_destroy(&h->watchdog_lock); }
+  if (h->watchdog.running) return;
+  uv_mutex_init(&h->watchdog.lock);
+  uv_cond_init(&h->watchdog.cond);
+  h->watchdog.stop = 0;
+  if (uv_thread_create(&h->watchdog.thread, watchdog_main, h) == 0) h->watchdog.running = 1;
+  else { uv_cond_destroy(&h->watchdog.cond); uv_mutex_destroy(&h->watchdog.lock); }
 }
 
 void luaio_watchdog_stop(luaio_host *h) {
-  if (!h->watchdog_running) return;
-  uv_mutex_lock(&h->watchdog_lock);
-  h->watchdog_stop = 1;
-  uv_cond_signal(&h->watchdog_cond);
-  uv_mutex_unlock(&h->watchdog_lock);
-  uv_thread_join(&h->watchdog);
-  uv_cond_destroy(&h->watchdog_cond);
-  uv_mutex_destroy(&h->watchdog_lock);
-  h->watchdog_running = 0;
+  if (!h->watchdog.running) return;
+  uv_mutex_lock(&h->watchdog.lock);
+  h->watchdog.stop = 1;
+  uv_cond_signal(&h->watchdog.cond);
+  uv_mutex_unlock(&h->watchdog.lock);
+  uv_thread_join(&h->watchdog.thread);
+  uv_cond_destroy(&h->watchdog.cond);
+  uv_mutex_destroy(&h->watchdog.lock);
+  h->watchdog.running = 0;
+}
+
+/* ---- debug mode: a slow task, reported after its resume ------------------ */
+
+/* Where a task is about to resume, "file:line" (or, before its first
+** run, where its function is defined). */
+static void describe_position(lua_State *co, char *out, size_t size) {
+  lua_Debug ar;
+  snprintf(out, size, "?");
+  if (lua_status(co) == LUA_OK && !lua_getstack(co, 0, &ar)) {   /* not started yet */
+    if (lua_gettop(co) >= 2) {
+      lua_pushvalue(co, 2);
+      if (lua_getinfo(co, ">S", &ar)) snprintf(out, size, "%s:%d (start)", ar.short_src, ar.linedefined);
+    }
+    return;
+  }
+  for (int level = 0; lua_getstack(co, level, &ar); level++) {
+    if (lua_getinfo(co, "Sl", &ar) && ar.currentline > 0) {
+      snprintf(out, size, "%s:%d", ar.short_src, ar.currentline);
+      return;
+    }
+  }
+}
+
+void luaio_task_debug_begin(luaio_host *h, luaio_task *t, char *where, size_t size) {
+  describe_position(t->co, where, size);
+  h->debug.run_since = uv_hrtime() / 1e9;
+  h->debug.run_since_seq = h->debug.run_seq;
+}
+
+/* A task that ran longer than slow_callback goes to hooks.slow_task. */
+void luaio_task_debug_end(luaio_host *h, luaio_task *t, const char *where) {
+  double took = uv_hrtime() / 1e9 - h->debug.run_since;
+  if (took <= h->debug.slow_callback) return;
+  lua_State *L = h->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->hooks_ref);
+  if (lua_getfield(L, -1, "slow_task") == LUA_TFUNCTION) {
+    luaio_push_task(L, t);
+    lua_pushnumber(L, took);
+    lua_pushstring(L, where);
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK) lua_pop(L, 1);
+  } else lua_pop(L, 1);
+  lua_pop(L, 1);
 }

@@ -1,23 +1,40 @@
-/* luaio_int.h — internals shared by the native core's files. */
+/*
+** luaio_int.h — the protocol every native subsystem includes: the task
+** struct, the suspend/resume (await) protocol, timers, errors, argument
+** checks and the conventions below. The host's insides are in host.h, for
+** the few files that need them; the mechanism itself is explained at the
+** top of sched.c.
+*/
 #ifndef LUAIO_INT_H
 #define LUAIO_INT_H
 
-#include <signal.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <uv.h>
 #include "luaio.h"
+#include "timerheap.h"
 
-/* A deadline in the host's timer heap (sleep, call_later, stream timeouts). */
-typedef struct luaio_timer luaio_timer;
-struct luaio_timer {
-  uint64_t due;          /* uv_now() milliseconds */
-  uint32_t seq;          /* FIFO order among equal deadlines */
-  uint32_t slot;         /* heap index + 1; 0 when not armed */
-  void (*fire)(luaio_timer *tm);
-};
+/* The struct of type `type` whose member `member` is at ptr. */
+#define luaio_container_of(ptr, type, member) \
+  ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* Out of memory, one policy:
+** - what a Lua caller asks for (userdata, tables, strings, Lua stacks)
+**   comes from Lua's allocator, which raises the Lua error itself; C code
+**   that mallocs on behalf of a Lua call raises too (luaL_error "out of
+**   memory"), before it has changed anything;
+** - the core's own structures that grow where no Lua caller can take an
+**   error and that cannot fail half-way (the ready queue, the timer heap,
+**   the anchor free list: a task woken but not queued would be lost) end
+**   the process through luaio_oom(what), which names them on stderr;
+** - public C calls that can report failure return it (luaio_host_new:
+**   NULL, luaio_post: UV_ENOMEM). */
+#if defined(__GNUC__)
+__attribute__((noreturn, cold))
+#endif
+void luaio_oom(const char *what);
 
 enum { TASK_READY, TASK_RUNNING, TASK_WAITING, TASK_DONE, TASK_FAILED, TASK_CANCELLED };
 
@@ -58,107 +75,57 @@ struct luaio_task {
 ** all its sessions, since every call is followed by that flush. */
 typedef struct { char *data; size_t len, cap; } luaio_tls_out;
 
-typedef struct luaio_post_item {
-  struct luaio_post_item *next;
-  void (*fn)(luaio_host *h, void *arg);
-  void *arg;
-} luaio_post_item;
-
-struct luaio_host {
-  uv_loop_t *loop, own_loop;
-  int owns_loop;
-  lua_State *L;
-  int owns_state;
-  uv_idle_t idle;      /* keeps poll from blocking while tasks are ready */
-  uv_check_t check;    /* drains the ready queue after each poll */
-  uv_timer_t timer;    /* armed for the earliest deadline of the heap */
-  uv_async_t async;    /* luaio_post wake-ups from other threads */
-  uv_mutex_t post_lock;
-  luaio_post_item *posted;
-  /* ready queue: ring of task pointers */
-  luaio_task **ring;
-  uint32_t ring_cap, ring_head, ring_len;
-  /* timer heap */
-  luaio_timer **heap;
-  uint32_t heap_len, heap_cap, timer_seq;
-  uint64_t armed_due;
-  /* pending tasks: slots of the anchor table, free list in C */
-  uint32_t *free_slots, free_len, free_cap, slot_top;
-  int anchors_ref;     /* registry ref: table slot -> Task userdata */
-  int hooks_ref;       /* registry ref: table of Lua hooks (on_done, ...) */
-  int failed_ref;      /* registry ref: weak set of failed tasks, swept at loop close */
-  luaio_task *current;
-  luaio_task *main;
-  uint32_t task_seq, pending;
-  uint32_t native_waits;   /* tasks in luaio_await: no deadlock verdict while > 0 */
-  uint64_t switches, iterations;
-  int handles;         /* resources (streams, servers, ...) open */
-  char *scratch;       /* stream.c: TLS ciphertext as read, allocated on first use */
-  luaio_tls_out tls_out;
-  int running;         /* inside luaio_run_main */
-  int closing;
-  int debug;
-  double slow_callback;
-  double run_since;    /* debug mode: when the running task was resumed */
-  int sigint_seen;           /* the signal that cancelled the main task */
-  int main_is_chunk;         /* the main task runs a loaded chunk (a script) */
-  int noyield;               /* coroutines resumed inside calls that cannot yield */
-  /* interrupt.c: reaching a task that never yields (signals, debug watchdog) */
-  lua_State *volatile executing;            /* the Lua thread running now, if any */
-  volatile sig_atomic_t interrupt_signal;   /* for the hook to raise */
-  volatile sig_atomic_t watchdog_report;    /* for the hook to report */
-  volatile sig_atomic_t hook_armed;         /* a hook was set on `executing` */
-  int interrupt_delivered;                  /* the signal the hook raised in the main task */
-  volatile uint32_t run_seq, run_since_seq; /* resumes so far; the one run_since is of */
-  int watchdog_running, watchdog_stop;
-  uv_thread_t watchdog;
-  uv_mutex_t watchdog_lock;
-  uv_cond_t watchdog_cond;
-  int user_signal_handlers;  /* open on_signal/wait_signal for SIGINT/SIGTERM: no default */
-};
-
 /* The pending task whose own coroutine is co, or NULL (Lua's per-thread
 ** extra space holds it; other threads start with the main thread's NULL). */
 static inline luaio_task *luaio_task_of_thread(lua_State *co) {
   return *(luaio_task **)lua_getextraspace(co);
 }
 
-/* sched.c */
-extern char luaio_yield_marker;
+/* ---- the scheduler (sched.c; the protocol is explained at its top) ---- */
+extern char luaio_yield_marker;      /* what every scheduler yield carries */
 void luaio_sched_init(luaio_host *h);
 void luaio_sched_close(luaio_host *h);
-void luaio_ready(luaio_task *t);
-int luaio_can_wait(lua_State *L);   /* in a task, where it may suspend */
+void luaio_sched_free(luaio_host *h);
+void luaio_ready(luaio_task *t);     /* queue t to run (state READY) */
+void luaio_drain(luaio_host *h);
+int luaio_can_wait(lua_State *L);    /* in a task, where it may suspend */
+/* Cancel t with the message at msg_idx of L (0: "cancelled"); 0 if t ended. */
 int luaio_cancel(lua_State *L, luaio_task *t, int msg_idx);
+void luaio_open_sched(lua_State *L, luaio_host *h);
+/* Public: luaio_current, luaio_need_task, luaio_await, luaio_wake,
+** luaio_wake_error, luaio_spawn (include/luaio.h). */
+
+/* Timers on the host's loop: arm tm to fire `seconds` from now (re-arming
+** an armed one), or disarm it (no-op when not armed). tm->fire runs on the
+** loop, with tm already disarmed. */
 void luaio_timer_arm(luaio_host *h, luaio_timer *tm, double seconds);
 void luaio_timer_disarm(luaio_host *h, luaio_timer *tm);
+
+/* ---- tasks (task.c) ---- */
 luaio_task *luaio_check_task(lua_State *L, int idx);
-void luaio_open_sched(lua_State *L, luaio_host *h);
-void luaio_drain(luaio_host *h);
-void luaio_push_task(lua_State *L, luaio_task *t);
+void luaio_push_task(lua_State *L, luaio_task *t);    /* a pending task */
 int luaio_uncaught_report(lua_State *L, int idx);
 void luaio_report_unretrieved(luaio_host *h);
+/* Log the error on top of L (and pop it): a callback's error is reported,
+** never raised into the loop. */
+void luaio_report_callback_error(lua_State *L, const char *what);
 
-/* interrupt.c */
+/* ---- interrupt.c ---- */
 void luaio_interrupt_start(luaio_host *h);
 void luaio_interrupt_stop(luaio_host *h);
-void luaio_interrupt_handoff_armed(luaio_host *h, lua_State *co, lua_State *next);
-/* After resuming co, control goes to `next` (NULL: the loop). */
-static inline void luaio_interrupt_handoff(luaio_host *h, lua_State *co, lua_State *next) {
-  h->executing = next;
-  if (h->hook_armed) luaio_interrupt_handoff_armed(h, co, next);
-}
 void luaio_watchdog_start(luaio_host *h);
 void luaio_watchdog_stop(luaio_host *h);
+/* luaio_interrupt_handoff: host.h (inline, it reads the host) */
 
-/* host.c */
+/* ---- host.c ---- */
 luaio_host *luaio_host_get(lua_State *L);  /* from the registry */
+int luaio_host_signal(luaio_host *h);      /* the signal that cancelled the main task, or 0 */
 #define LUAIO_HOST_KEY "luaio.host"
 #define LUAIO_ERROR_MT "luaio.Error"
 #define LUAIO_TASK_MT "luaio.Task"
 #define LUAIO_FAILED_TASK_MT "luaio.FailedTask"   /* the same, with a __gc that reports */
 
-/* errors.c */
+/* ---- errors.c ---- */
 void luaio_open_errors(lua_State *L);
 void luaio_push_uverror(lua_State *L, const char *name, int uverr, const char *what);
 int luaio_uverror(lua_State *L, const char *name, int uverr, const char *what);
@@ -184,7 +151,7 @@ int luaio_checkoption(lua_State *L, int arg, const char *def, const char *const 
 #define luaio_optstring(L, n, d) (luaio_optlstring(L, (n), (d), NULL))
 #define luaio_argexpected(L, cond, arg, tname) ((void)((cond) || luaio_typeerror(L, (arg), (tname))))
 
-/* coro.c */
+/* ---- coro.c ---- */
 void luaio_open_coro(lua_State *L);
 
 /* Native subsystems, one file each. Each adds its functions to the `core`
@@ -209,6 +176,7 @@ static inline luaio_host *luaio_upvalue_host(lua_State *L) {
   return (luaio_host *)lua_touserdata(L, lua_upvalueindex(1));
 }
 
-int luaio_close_orphan(uv_handle_t *handle, uv_close_cb on_close);
+int luaio_close_orphan(uv_handle_t *handle, uv_close_cb on_close);   /* host.c */
+
 
 #endif

@@ -33,7 +33,7 @@ static void set_arg(lua_State *L, char **argv, int argc, int script) {
 
 /* Report the main task's failure; returns the exit status. */
 static int report(luaio_host *h, luaio_task *t) {
-  lua_State *L = h->L;
+  lua_State *L = luaio_host_state(h);
   int err = lua_gettop(L);
   if (lua_type(L, err) == LUA_TTABLE) {
     lua_getfield(L, err, "name");
@@ -54,7 +54,7 @@ static int report(luaio_host *h, luaio_task *t) {
 }
 
 static int run_task_main(luaio_host *h, int nargs) {
-  lua_State *L = h->L;
+  lua_State *L = luaio_host_state(h);
   luaio_task *t = luaio_spawn(h, nargs);
   int ti = lua_gettop(L);
   int n = 0;
@@ -63,7 +63,7 @@ static int run_task_main(luaio_host *h, int nargs) {
     lua_settop(L, ti - 1);
     /* main caught the signal's cancellation and returned: as asyncio.run
     ** (KeyboardInterrupt), the command still ends by the signal */
-    return h->sigint_seen ? 128 + h->sigint_seen : 0;
+    return luaio_host_signal(h) ? 128 + luaio_host_signal(h) : 0;
   }
   int code = report(h, t);
   lua_settop(L, ti - 1);

@@ -1,10 +1,106 @@
 /*
-** module.c — luaopen_luaio: builds the native core table, then runs the
-** embedded Lua half (the files under lua/luaio, compiled in) which returns `aio`.
+** module.c — luaopen_luaio: builds the native core table, registers it as
+** the module "luaio.core", then runs the embedded Lua half (every .lua file
+** under lua/luaio, compiled in; init.lua assembles and returns `aio`).
+**
+** ==== The C–Lua seam ======================================================
+** Everything the Lua half can reach of the C side is listed here: the
+** functions of `core` (require "luaio.core"), grouped by the C file that
+** defines them, and the hooks, the Lua functions C calls by name.
+** ⏸ = waits (must run inside a task; raises the contract's error
+** otherwise). Public = installed as is under that aio.* name by the Lua
+** half (lua/luaio/<file> in brackets); the others are used there only.
+**
+** core function            C file         contract
+** -------------            ------         --------
+** spawn(fn, ...)           sched.c        -> Task, queued to run soon   [aio.spawn]
+** sleep(sec) ⏸             sched.c        sleep(0) yields to the ready tasks   [aio.sleep]
+** suspend(owner) ⏸         sched.c        park the running task until wake(it, owner, ...):
+**                                         -> true, ...; false, err when cancelled
+** wake(task, owner, ...)   sched.c        resume a task parked on owner with ...; false
+**                                         if it is not (any more) parked on owner
+** now()                    sched.c        a monotonic clock, seconds   [aio.now]
+** stats()                  sched.c        {tasks, ready, timers, handles, switches,
+**                                         iterations, spawned}   [aio.stats]
+** need_task(fname)         sched.c        -> the running task, or the "must be called
+**                                         inside a task" / "cannot wait here" error at
+**                                         the caller's caller (first line of a Lua wait)
+** is_task(v)               task_methods.c v is a Task
+** current_task()           task_methods.c -> Task | nil   [aio.current_task]
+** all_tasks()              task_methods.c -> the pending tasks   [aio.all_tasks]
+** task_methods             task_methods.c the Task methods table (wait, cancel, uncancel,
+**                                         cancelling, done, cancelled, status, result,
+**                                         error, add_done_callback, traceback): the Lua
+**                                         half calls them as plain functions
+** call_later(sec, fn)      timers.c       -> Timer (t:cancel()); fn runs on the loop, not
+**                                         in a task
+** run(fn, ...)             host.c         run fn as the main task of a loop to its end
+**                                         (inside the luaio command: hooks.run_nested)
+**                                         [aio.run]
+** set_debug(on [, opts])   host.c         debug mode (opts.slow_callback, seconds):
+**                                         slow-task warnings, open-resource report
+**                                         [aio.set_debug]
+** get_debug()              host.c         -> on, slow_callback
+** interrupted()            host.c         -> "SIGINT" | "SIGTERM" | nil: the signal that
+**                                         cancelled the main task
+** version()                module.c       -> "luaio X (Lua 5.4.x, libuv Y)"   [aio.version]
+** error(name, msg [, fields]) errors.c    -> a new luaio error object (not raised)
+**                                         [aio.new_error]
+** is_error(v [, name])     errors.c       v is a luaio error (of that name)   [aio.is_error]
+** arg_error(n, msg [, level]) errors.c    raise Lua's "bad argument #n to 'aio.NAME'"
+**                                         for a function written in Lua (level 1: the
+**                                         function calling arg_error)
+** type_name(v)             errors.c       the type name Lua's messages use (__name)
+** json_integers(v)         json.c         -> v with whole floats made integers (decode)
+** http_parse_head(s, kind) http_parse.c   -> head table | nil, status, reason
+** http_chunk_size(line)    http_parse.c   -> size | nil, reason (a chunked-body size line)
+** http_unescape(s [, plus]) http_parse.c  -> percent-decoded s
+** getaddrinfo(host [, port]) ⏸ dns.c      -> { {addr=, family=}, ... }   [aio.getaddrinfo]
+** tcp_connect(ip, port) ⏸  connect.c      -> Stream (no name resolution: streams.lua)
+** pipe_connect(path) ⏸     connect.c      -> Stream on a Unix socket
+** tcp_listen(ip, port, backlog, reuseport) listener.c  -> Listener (accept ⏸, close,
+**                                         address)
+** pipe_listen(path, backlog) listener.c   -> Listener on a Unix socket
+** stream_mt, stream_methods stream.c      the Stream metatable and its methods table
+**                                         (streams.lua adds lines, start_tls)
+** tls_context{...}         tls.c          -> TLSContext (server, verify, ca_file,
+**                                         cert_file, key_file, alpn)
+** udp_bind(ip, port)       udp.c          -> UDP socket (sendto ⏸ via hooks.resolve_udp)
+** to_thread(fn, ...) ⏸     thread.c       run fn in a worker Lua state on the libuv pool
+**                                         [aio.to_thread]
+** exec(argv [, opts]) ⏸    process.c      -> {status, signal, stdout, stderr}   [aio.exec]
+** spawn_process(argv [, opts]) process.c  -> Process   [aio.spawn_process]
+** fs                       fs.c           table: read_file, write_file, append_file,
+**                                         stat, listdir, mkdir, remove, rename, open
+**                                         (⏸ all) [aio.fs; system.lua adds exists]
+** on_signal(name, fn)      signal.c       -> handle (fn spawned per signal, hooks.spawn)
+**                                         [aio.on_signal]
+** wait_signal(name) ⏸      signal.c       -> name   [aio.wait_signal]
+** hooks                    host.c         the hooks table (registry h->hooks_ref), below
+** (coro.c replaces coroutine.resume/wrap/close in place; not in core.)
+**
+** hook (core.hooks.NAME)   called by      defined in lua/luaio/hooks.lua; contract
+** ----------------------   ---------      ----------------------------------------
+** spawn(fn, ...) -> Task   sched.c (luaio_spawn), signal.c   required: = core.spawn
+** run_nested(fn, ...)      host.c (l_run)  required: aio.run(main) at the top level
+**                                         of a script the luaio command runs: main as
+**                                         a task, with asyncio.run's end semantics
+** resolve_udp(host, family) -> addr  udp.c (sendto)  required for sendto to a
+**                                         host name: an address of the socket's family
+** slow_task(task, sec, where) sched.c     optional: debug mode, a task held the loop
+** main_done()              host.c (run_until)  optional: the main task ended; debug
+**                                         mode lists tasks and resources left open
+** loop_closed()            host.c (run_until)  optional, defined nowhere today: after
+**                                         the loop drained, before unretrieved task
+**                                         errors are reported (call_hook skips a
+**                                         hook that is not a function)
+** ===========================================================================
 */
 #include <stdlib.h>
 #include <string.h>
+#include <lualib.h>
 #include "luaio_int.h"
+#include "host.h"
 
 typedef struct { const char *name; const char *src; size_t len; } luaio_source;
 extern const luaio_source luaio_sources[];
@@ -52,6 +148,39 @@ static int preload_embedded(lua_State *L) {
   return 1;
 }
 
+/* With $LUAIO_LUA_DIR set, a searcher (after preload) for the "luaio.*"
+** modules the binary does not embed yet: new files of the Lua half load
+** without a rebuild. */
+static int search_dev_dir(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  if (strncmp(name, "luaio.", 6) != 0) {
+    lua_pushfstring(L, "no module '%s' in $LUAIO_LUA_DIR (only luaio.*)", name);
+    return 1;
+  }
+  int st = luaio_load_embedded(L, name);
+  if (st == LUA_ERRFILE) return 1;      /* the message: not there */
+  if (st != LUA_OK) return lua_error(L);
+  lua_pushvalue(L, 1);
+  return 2;
+}
+
+static void add_dev_searcher(lua_State *L) {
+  int top = lua_gettop(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, LUA_LOADLIBNAME) == LUA_TTABLE &&
+      lua_getfield(L, -1, "searchers") == LUA_TTABLE &&
+      lua_rawgeti(L, -1, 2) != LUA_TNIL && lua_tocfunction(L, -1) != search_dev_dir) {
+    lua_pop(L, 1);
+    for (lua_Integer i = (lua_Integer)luaL_len(L, -1); i >= 2; i--) {  /* insert at 2, after preload */
+      lua_rawgeti(L, -1, i);
+      lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushcfunction(L, search_dev_dir);
+    lua_rawseti(L, -2, 2);
+  }
+  lua_settop(L, top);
+}
+
 static int l_version(lua_State *L) {
   lua_pushfstring(L, "luaio %s (%s, libuv %s)", LUAIO_VERSION, LUA_RELEASE, uv_version_string());
   return 1;
@@ -79,6 +208,16 @@ int luaopen_luaio(lua_State *L) {
   for (size_t i = 0; i < sizeof subsystems / sizeof subsystems[0]; i++) subsystems[i](L, h);
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->hooks_ref);
   lua_setfield(L, -2, "hooks");
+  /* the Lua half's modules require "luaio.core" for this table; a second
+  ** luaopen_luaio in this state (a fresh core) reloads them all */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  for (const luaio_source *s = luaio_sources; s->name; s++) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, s->name);
+  }
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "luaio.core");
+  lua_pop(L, 1);
   /* embedded submodules are found by require */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const luaio_source *s = luaio_sources; s->name; s++) {
@@ -87,8 +226,15 @@ int luaopen_luaio(lua_State *L) {
     lua_setfield(L, -2, s->name);
   }
   lua_pop(L, 1);
+  if (getenv("LUAIO_LUA_DIR") && *getenv("LUAIO_LUA_DIR")) add_dev_searcher(L);
   if (luaio_load_embedded(L, "luaio.init") != LUA_OK) return lua_error(L);
   lua_insert(L, -2);
   lua_call(L, 1, 1);
+  /* Compiling the Lua half leaves its garbage (parser tables, chunk names):
+  ** one full collection, so that a program starts from a heap of live
+  ** objects only and the collector's pacing from then on does not depend on
+  ** how the Lua half is split into files (a spawn benchmark moved by 3 % on
+  ** where the last cycle fell). */
+  lua_gc(L, LUA_GCCOLLECT);
   return 1;
 }

@@ -5,7 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include "luaio_int.h"
+#include "host.h"
 
 #define SIGNAL_MT "luaio.SignalHandler"
 

@@ -1,5 +1,5 @@
 /*
-** tls.c — TLS contexts and sessions (OpenSSL) for stream.c.
+** tls.c — TLS contexts and sessions (OpenSSL) for streams (stream_tls.c).
 **
 ** Each session does its I/O through a BIO of our own: reads take the bytes
 ** the stream lends (straight from libuv's read buffer), writes append to the
@@ -240,6 +240,8 @@ void luaio_tls_input(luaio_tls *t, const char *p, size_t n) {
   t->in_len = n;
 }
 
+size_t luaio_tls_input_left(const luaio_tls *t) { return t->in_len; }
+
 int luaio_tls_handshake(luaio_tls *t) {
   ERR_clear_error();
   int r = SSL_do_handshake(t->ssl);
@@ -399,6 +401,51 @@ static int ctx_gc(lua_State *L) {
 }
 
 /* tls_context{server=, verify=, ca_file=, cert_file=, key_file=, alpn=} -> TLSContext */
+/* the context's own certificate and key (key_file NULL: in cert_file) */
+static int load_cert(lua_State *L, SSL_CTX *ctx, const char *cert_file, const char *key_file) {
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) return load_error(L, "certificate", cert_file);
+  const char *kf = key_file ? key_file : cert_file;
+  if (SSL_CTX_use_PrivateKey_file(ctx, kf, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+    if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+      ERR_clear_error();
+      return luaio_error(L, "TLSError", "KEY_VALUES_MISMATCH",
+                         "the private key %s does not match the certificate %s", kf, cert_file);
+    }
+    return load_error(L, "private key", kf);
+  }
+  return 0;
+}
+
+/* whom the context trusts (ca_file NULL: the system's store) */
+static int load_trust(lua_State *L, SSL_CTX *ctx, int server, const char *ca_file) {
+  if (ca_file) {
+    if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) return load_error(L, "CA file", ca_file);
+  } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+    return load_error(L, "the system CA store", "");
+  }
+  int mode = SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
+  SSL_CTX_set_verify(ctx, mode, NULL);
+  if (server && ca_file) SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(ca_file));
+  return 0;
+}
+
+/* tls.alpn: offered by a client, chosen from by a server */
+static void set_alpn(lua_State *L, SSL_CTX *ctx, int server) {
+  size_t wlen;
+  unsigned char *wire = alpn_wire(L, &wlen);
+  if (!wire) return;
+  if (wlen > 255 && server) { free(wire); luaL_error(L, "tls.alpn: the list is too long"); }
+  if (server) {
+    uv_once(&alpn_once, alpn_slot_init);
+    SSL_CTX_set_ex_data(ctx, alpn_slot, wire);     /* freed with the context */
+    SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+  } else {
+    int r = SSL_CTX_set_alpn_protos(ctx, wire + 1, (unsigned)wlen);   /* 0 is success here */
+    free(wire);
+    if (r != 0) luaL_error(L, "tls.alpn: not a valid protocol list");
+  }
+}
+
 static int l_tls_context(lua_State *L) {
   luaio_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -431,45 +478,11 @@ static int l_tls_context(lua_State *L) {
   /* an idle connection gives back its ~34 KiB of record buffers (as nginx
   ** does): thousands of idle keep-alive clients must not cost a GiB */
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-  if (cert_file) {
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) return load_error(L, "certificate", cert_file);
-    const char *kf = key_file ? key_file : cert_file;
-    if (SSL_CTX_use_PrivateKey_file(ctx, kf, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-      if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
-        ERR_clear_error();
-        return luaio_error(L, "TLSError", "KEY_VALUES_MISMATCH",
-                           "the private key %s does not match the certificate %s", kf, cert_file);
-      }
-      return load_error(L, "private key", kf);
-    }
-  }
-  if (verify) {
-    if (ca_file) {
-      if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) return load_error(L, "CA file", ca_file);
-    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-      return load_error(L, "the system CA store", "");
-    }
-    int mode = SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
-    SSL_CTX_set_verify(ctx, mode, NULL);
-    if (server && ca_file) SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(ca_file));
-  } else {
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-  }
+  if (cert_file) load_cert(L, ctx, cert_file, key_file);
+  if (verify) load_trust(L, ctx, server, ca_file);
+  else SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
   if (server) SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"luaio", 5);
-  size_t wlen;
-  unsigned char *wire = alpn_wire(L, &wlen);
-  if (wire) {
-    if (wlen > 255 && server) { free(wire); return luaL_error(L, "tls.alpn: the list is too long"); }
-    if (server) {
-      uv_once(&alpn_once, alpn_slot_init);
-      SSL_CTX_set_ex_data(ctx, alpn_slot, wire);     /* freed with the context */
-      SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
-    } else {
-      int r = SSL_CTX_set_alpn_protos(ctx, wire + 1, (unsigned)wlen);   /* 0 is success here */
-      free(wire);
-      if (r != 0) return luaL_error(L, "tls.alpn: not a valid protocol list");
-    }
-  }
+  set_alpn(L, ctx, server);
   return 1;
 }
 

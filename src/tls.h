@@ -25,6 +25,7 @@ void luaio_tls_free(luaio_tls *t);
 /* Lend the ciphertext just read: the calls below consume it, without a
 ** copy, until they answer WANT (then all of it is consumed). */
 void luaio_tls_input(luaio_tls *t, const char *p, size_t n);
+size_t luaio_tls_input_left(const luaio_tls *t);          /* lent, not consumed yet */
 int luaio_tls_handshake(luaio_tls *t);                          /* DONE / WANT / FAILED */
 int luaio_tls_read(luaio_tls *t, char *buf, size_t cap, size_t *got);  /* DONE / WANT / CLOSED / FAILED */
 int luaio_tls_write(luaio_tls *t, const char *p, size_t n);     /* DONE / FAILED */

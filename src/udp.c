@@ -1,7 +1,8 @@
 /* udp.c — UDP sockets: sendto, recvfrom (received datagrams queue natively). */
 #include <stdlib.h>
 #include <string.h>
-#include "luaio_int.h"
+#include "netaddr.h"
+#include "host.h"
 
 #define UDP_MT "luaio.UDP"
 
@@ -67,20 +68,6 @@ static void on_recv(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf, const 
   if (t) { u->receiver = NULL; luaio_wake(t, 0); }
 }
 
-static int push_from(lua_State *L, const struct sockaddr_storage *ss) {
-  char ip[64];
-  if (ss->ss_family == AF_INET6) {
-    uv_ip6_name((const struct sockaddr_in6 *)ss, ip, sizeof ip);
-    lua_pushstring(L, ip);
-    lua_pushinteger(L, ntohs(((const struct sockaddr_in6 *)ss)->sin6_port));
-  } else {
-    uv_ip4_name((const struct sockaddr_in *)ss, ip, sizeof ip);
-    lua_pushstring(L, ip);
-    lua_pushinteger(L, ntohs(((const struct sockaddr_in *)ss)->sin_port));
-  }
-  return 2;
-}
-
 static void recv_cancel(void *data) { ((udp_sock *)data)->receiver = NULL; }
 
 static int l_recvfrom(lua_State *L);
@@ -100,7 +87,7 @@ static int l_recvfrom(lua_State *L) {
     if (!u->head) u->tail = NULL;
     u->queued--;
     lua_pushlstring(L, d->data, d->len);
-    push_from(L, &d->from);
+    luaio_addr_push(L, &d->from);
     free(d);
     if (!u->receiving && uv_udp_recv_start(&u->handle, on_alloc, on_recv) == 0) u->receiving = 1;
     return 3;
@@ -121,13 +108,8 @@ static void on_sent(uv_udp_send_t *req, int status) {
   free(req);
 }
 
-/* 1 when ip is a numeric IPv4 or IPv6 address, filling ss */
-static int numeric_addr(const char *ip, int port, struct sockaddr_storage *ss) {
-  return uv_ip4_addr(ip, port, (struct sockaddr_in *)ss) == 0 || uv_ip6_addr(ip, port, (struct sockaddr_in6 *)ss) == 0;
-}
-
 static int parse_addr(lua_State *L, const char *ip, int port, struct sockaddr_storage *ss) {
-  if (numeric_addr(ip, port, ss)) return 0;
+  if (luaio_addr_parse(ip, port, ss)) return 0;
   return luaio_error(L, "OSError", "EINVAL", "not a numeric address: %s", ip);
 }
 
@@ -146,7 +128,7 @@ static int l_sendto(lua_State *L) {
   lua_Integer port = luaio_checkinteger(L, 4);
   if (port < 1 || port > 65535) return luaio_argerror(L, 4, "port must be within 1..65535");
   struct sockaddr_storage ss;
-  if (!numeric_addr(ip, (int)port, &ss)) {
+  if (!luaio_addr_parse(ip, (int)port, &ss)) {
     struct sockaddr_storage own;
     int namelen = sizeof own;
     int inet6 = uv_udp_getsockname(&u->handle, (struct sockaddr *)&own, &namelen) == 0 && own.ss_family == AF_INET6;
@@ -178,7 +160,7 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status; (void)ctx;
   struct sockaddr_storage ss;
   const char *ip = lua_tostring(L, -1);
-  if (!ip || !numeric_addr(ip, 1, &ss))
+  if (!ip || !luaio_addr_parse(ip, 1, &ss))
     return luaL_error(L, "sendto: the host name did not resolve to an address");
   lua_replace(L, 3);
   return l_sendto(L);
@@ -216,7 +198,7 @@ static int l_udp_sockname(lua_State *L) {
   int len = sizeof ss;
   int r = uv_udp_getsockname(&u->handle, (struct sockaddr *)&ss, &len);
   if (r < 0) return luaio_uverror(L, "OSError", r, "getsockname");
-  return push_from(L, &ss);
+  return luaio_addr_push(L, &ss);
 }
 
 static int l_udp_tostring(lua_State *L) {

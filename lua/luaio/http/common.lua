@@ -1,0 +1,207 @@
+-- HTTP pieces both sides use (API.md §6): argument checks, reason phrases,
+-- headers, query strings, body framing (chunked) and head reading, header
+-- blocks, URL parsing. Heads are read whole by the stream (native search for
+-- the blank line, within a limit) and parsed in C (http_parse.c).
+-- Returns the helpers for server.lua and client.lua, and in `api` the public
+-- names that http.lua puts into aio.http.
+local core = require "luaio.core"
+
+local chunk_size, unescape = core.http_chunk_size, core.http_unescape
+local new_error, arg_error, type_name = core.error, core.arg_error, core.type_name
+local concat, type, tostring, error = table.concat, type, tostring, error
+local setmetatable, rawget, math_type = setmetatable, rawget, math.type
+local fmt = string.format
+
+local M = {}
+local api = {}   -- aio.http.reasons, .headers, .decode_query, .escape, .parse_url
+M.api = api
+
+-- Argument checks. Each raises Lua's "bad argument #n to 'NAME' (...)"
+-- for the function `level` frames up from the checker's caller (1: the
+-- function calling the checker), positioned at that function's caller.
+local function check_arg(v, n, tname, level, optional)
+  if (v ~= nil or not optional) and type(v) ~= tname then
+    arg_error(n, tname .. " expected, got " .. type_name(v), (level or 1) + 1)
+  end
+  return v
+end
+-- opts: nil or a table whose listed fields have the listed kinds:
+-- "string", "table", "boolean", "function", "tls" (true/false or a
+-- table), "seconds" (number >= 0), "count" (integer >= 0), "count1"
+-- (integer >= 1). Unknown fields pass. Returns opts or a new table.
+local KIND_EXPECTED = { tls = "table or boolean", seconds = "number", count = "integer",
+  count1 = "integer", any = "any" }
+local function check_opts(opts, n, fields, level)
+  level = (level or 1) + 1
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then arg_error(n, "table expected, got " .. type_name(opts), level) end
+  for k, kind in pairs(fields) do
+    local v = opts[k]
+    if v ~= nil then
+      local t, bad = type(v), nil
+      if kind == "tls" then bad = t ~= "table" and t ~= "boolean"
+      elseif kind == "seconds" then bad = t ~= "number" or not (v >= 0)
+      elseif kind == "count" then bad = math_type(v) ~= "integer" or v < 0
+      elseif kind == "count1" then bad = math_type(v) ~= "integer" or v < 1
+      else bad = t ~= kind end
+      if bad then
+        local expected, got = KIND_EXPECTED[kind] or kind, type_name(v)
+        if t == "number" and (kind == "seconds" or kind == "count" or kind == "count1") then
+          -- the right type, out of range: name the value
+          expected = kind == "seconds" and "number >= 0" or kind == "count" and "integer >= 0"
+            or "integer >= 1"
+          got = tostring(v)
+        end
+        arg_error(n, fmt("opts.%s: %s expected, got %s", k, expected, got), level)
+      end
+    end
+  end
+  return opts
+end
+M.check_arg, M.check_opts = check_arg, check_opts
+
+local REASONS = {
+  [100] = "Continue", [200] = "OK", [201] = "Created", [202] = "Accepted", [204] = "No Content",
+  [206] = "Partial Content", [301] = "Moved Permanently", [302] = "Found", [303] = "See Other",
+  [304] = "Not Modified", [307] = "Temporary Redirect", [308] = "Permanent Redirect",
+  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
+  [405] = "Method Not Allowed", [408] = "Request Timeout", [409] = "Conflict", [411] = "Length Required",
+  [413] = "Content Too Large", [418] = "I'm a teapot", [429] = "Too Many Requests",
+  [431] = "Request Header Fields Too Large", [500] = "Internal Server Error",
+  [501] = "Not Implemented", [502] = "Bad Gateway", [503] = "Service Unavailable",
+  [504] = "Gateway Timeout", [505] = "HTTP Version Not Supported",
+}
+M.REASONS, api.reasons = REASONS, REASONS
+
+-- headers with case-insensitive lookup: stored lowercased
+local Headers = { __name = "luaio.http.Headers" }
+Headers.__index = function(t, k)
+  if type(k) == "string" then return rawget(t, k:lower()) end
+end
+local function headers_of(t) return setmetatable(t or {}, Headers) end
+M.headers_of = headers_of
+function api.headers(t)
+  check_arg(t, 1, "table", 1, true)
+  return headers_of(t)
+end
+
+local function decode_query(q)
+  local t = {}
+  if not q or q == "" then return t end
+  for pair in q:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    k, v = unescape(k, true), unescape(v, true)
+    local old = t[k]
+    if old == nil then t[k] = v
+    elseif type(old) == "table" then old[#old + 1] = v
+    else t[k] = { old, v } end
+  end
+  return t
+end
+M.decode_query = decode_query
+function api.decode_query(q)
+  check_arg(q, 1, "string", 1, true)
+  return decode_query(q)
+end
+
+local function escape(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c) return fmt("%%%02X", c:byte()) end))
+end
+function api.escape(s)
+  local t = type(s)
+  if t ~= "string" and t ~= "number" then arg_error(1, "string expected, got " .. type_name(s)) end
+  return escape(s)
+end
+
+-- body framing shared by both sides ----------------------------------
+local function read_chunked(stream, max)
+  local parts, total = {}, 0
+  while true do
+    local line = stream:readline()
+    if not line then error(new_error("ProtocolError", "connection closed inside a chunked body"), 0) end
+    local size, why = chunk_size(line)
+    if not size then error(new_error("ProtocolError", why, { status = 400 }), 0) end
+    if size == 0 then
+      repeat                               -- trailers, ignored
+        local t = stream:readline()
+        if t == nil then break end
+      until t == ""
+      break
+    end
+    total = total + size
+    if max and total > max then error(new_error("ProtocolError", "body too large", { status = 413 }), 0) end
+    parts[#parts + 1] = stream:read_exactly(size)
+    local crlf = stream:read_exactly(2)
+    if crlf ~= "\r\n" then error(new_error("ProtocolError", "chunk not followed by CRLF", { status = 400 }), 0) end
+  end
+  return concat(parts)
+end
+
+-- head table | false at a clean EOF | nil, status, reason (read and parsed
+-- natively, where it lies in the read buffer; stray CRLFs before a request
+-- are skipped)
+local function read_head(stream, kind)
+  return stream:_read_head(kind)
+end
+M.read_chunked, M.read_head = read_chunked, read_head
+
+-- Headers (a handler's, a request's) as lines: a list value is sent as one line per item
+-- (Set-Cookie); a name that is not a token, or a value holding CR or LF
+-- (response splitting), is refused.
+local function header_block(headers)
+  local out, has_type, has_length, has_host = {}, false, false, false
+  for k, v in pairs(headers) do
+    if type(k) ~= "string" or not k:find("^[%w!#$%%&'*+.^_`|~-]+$") then
+      return nil, "bad header name " .. tostring(k)
+    end
+    local lk = k:lower()
+    if lk == "content-type" then has_type = true end
+    if lk == "content-length" then has_length = true end
+    if lk == "host" then has_host = true end
+    local items = type(v) == "table" and v or { v }
+    for _, x in ipairs(items) do
+      x = tostring(x)
+      if x:find("[\r\n]") then return nil, "header " .. k .. " holds a line break" end
+      out[#out + 1] = k .. ": " .. x .. "\r\n"
+    end
+  end
+  return concat(out), has_type, has_length, has_host
+end
+M.header_block = header_block
+
+-- URLs -----------------------------------------------------------------
+local function parse_url(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then error(new_error("ValueError", "not an absolute URL: " .. url), 3) end
+  scheme = scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then
+    error(new_error("ProtocolError", "unsupported URL scheme: " .. scheme), 3)
+  end
+  local authority, target = rest:match("^([^/?#]*)(.*)$")
+  if authority:find("[%c%s]") then error(new_error("ValueError", "bad host in URL: " .. url), 3) end
+  if authority:find("@", 1, true) then
+    error(new_error("ValueError", "user:password@ in a URL is not supported (send an Authorization header): " .. url), 3)
+  end
+  target = target:gsub("#.*$", "")
+  if target == "" then target = "/" elseif target:sub(1, 1) == "?" then target = "/" .. target end
+  -- what a request line cannot hold is percent-encoded, as browsers and requests do
+  target = target:gsub("[%c%s\"<>\\^`{|}\128-\255]", function(c) return fmt("%%%02X", c:byte()) end)
+  local host, port = authority:match("^%[([^%]]+)%]:?(%d*)$")
+  if not host then host, port = authority:match("^([^:]+):?(%d*)$") end
+  if not host or host == "" then error(new_error("ValueError", "URL without a host: " .. url), 3) end
+  local default_port = scheme == "https" and 443 or 80
+  port = tonumber(port) or default_port
+  if port < 1 or port > 65535 then error(new_error("ValueError", "URL with a bad port: " .. url), 3) end
+  local named = host:find(":", 1, true) and ("[" .. host .. "]") or host
+  local path, query = target:match("^([^?]*)%??(.*)$")
+  return { scheme = scheme, tls = scheme == "https", host = host, port = port, target = target,
+           path = path, query = target:find("?", 1, true) and query or nil,
+           authority = (port == default_port) and named or (named .. ":" .. port) }
+end
+M.parse_url = parse_url
+function api.parse_url(url)
+  check_arg(url, 1, "string")
+  return parse_url(url)
+end
+
+return M

@@ -1,0 +1,14 @@
+/* http_head.h — reading an HTTP/1.1 head from a read buffer, in place. */
+#ifndef LUAIO_HTTP_HEAD_H
+#define LUAIO_HTTP_HEAD_H
+
+#include "readbuf.h"
+
+/* An HTTP head up to its blank line, parsed where it lies in b (no string
+** for the head itself): pushes the results of luaio_http_push_head (the
+** head table, or nil, status, reason: 431 past b->limit, 400 cut short by
+** EOF) or false at a clean EOF, and returns their count; or RB_WAIT /
+** RB_FAIL as the reads of readbuf.h. Stray CRLFs before a request go. */
+int luaio_http_read_head(lua_State *L, luaio_readbuf *b, int is_request);
+
+#endif

@@ -1,0 +1,164 @@
+/*
+** stream_read.c — a stream's reader: read-ahead from the socket into the
+** read buffer (readbuf.h) up to its limit, the reads of Stream (read,
+** read_exactly, readline, read_until, read_all, _read_head) and the wait of
+** the one task that reads. A waiting reader is woken with no values and
+** takes its data from the buffer when it runs, so a cancelled reader loses
+** nothing.
+*/
+#include <stdlib.h>
+#include <string.h>
+#include "stream_int.h"
+#include "http_head.h"
+
+/* The host's scratch buffer: libuv calls alloc and read back to back, and
+** the bytes are consumed before anything else runs, so one per host will do. */
+char *stream_scratch(luaio_host *h) {
+  if (!h->scratch) h->scratch = malloc(SCRATCH_SIZE);
+  return h->scratch;
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
+  (void)suggested;
+  stream *s = handle->data;
+  if (s->tls) {
+    out->base = stream_scratch(s->h);
+    out->len = out->base ? SCRATCH_SIZE : 0;
+    return;
+  }
+  size_t room;
+  out->base = luaio_rb_space(&s->rb, &room);
+  out->len = room;
+}
+
+static void wake_reader(stream *s) {
+  luaio_task *t = s->reader;
+  if (!t) return;
+  s->reader = NULL;
+  luaio_timer_disarm(s->h, &s->rtimer);
+  luaio_wake(t, 0);
+}
+
+static void on_read(uv_stream_t *handle, ssize_t nread, const uv_buf_t *b) {
+  stream *s = handle->data;
+  if (nread > 0 && s->tls) stream_tls_input(s, b->base, (size_t)nread);
+  else if (nread > 0) s->rb.len += (size_t)nread;
+  else if (nread == UV_EOF) { s->rb.eof = 1; stream_stop_reading(s); }
+  else if (nread < 0) { s->rb.err = (int)nread; stream_stop_reading(s); }
+  if (!s->reader && s->rb.len >= s->rb.limit) stream_stop_reading(s);   /* read-ahead full */
+  if (nread != 0) wake_reader(s);
+}
+
+static void start_reading(stream *s) {
+  if (s->reading || s->rb.eof || s->rb.err || s->closing) return;
+  int r = uv_read_start(&s->u.s, on_alloc, on_read);
+  if (r == 0) s->reading = 1;
+  else s->rb.err = r;
+}
+
+/* Try to complete a read from the buffer: push its result and return the
+** number of values, or return RB_WAIT when it has to wait for more data. */
+static int try_read(lua_State *L, stream *s, int op) {
+  luaio_readbuf *b = &s->rb;
+  size_t len;
+  const char *sep;
+  int n;
+  switch (op) {
+    case OP_READ: n = luaio_rb_read(L, b, (size_t)luaio_optinteger(L, 2, 65536)); break;
+    case OP_EXACT: n = luaio_rb_read_exactly(L, b, (size_t)lua_tointeger(L, 2)); break;
+    case OP_LINE: n = luaio_rb_read_until(L, b, "\n", 1, 1); break;
+    case OP_UNTIL:
+      sep = lua_tolstring(L, 2, &len);
+      n = luaio_rb_read_until(L, b, sep, len, 0);
+      break;
+    case OP_ALL: n = luaio_rb_read_all(L, b); break;
+    case OP_HEAD: n = luaio_http_read_head(L, b, lua_tostring(L, 2)[2] == 'q'); break;
+    default: n = stream_handshake_state(L, s); break;
+  }
+  return n == RB_FAIL ? stream_raise_read_error(L, s) : n;
+}
+
+static void reader_cancel(void *data) {
+  stream *s = data;
+  s->reader = NULL;
+  luaio_timer_disarm(s->h, &s->rtimer);
+  if (s->rb.len >= s->rb.limit) stream_stop_reading(s);
+}
+
+static void on_read_timeout(luaio_timer *tm) {
+  stream *s = luaio_container_of(tm, stream, rtimer);
+  stream_wake_timeout(s, &s->reader, "read");
+}
+
+static int read_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return stream_do_read(L, (int)ctx);
+}
+
+static const char *const read_names[] = {
+  "stream:read", "stream:read_exactly", "stream:readline", "stream:read_until",
+  "stream:read_all", "stream:start_tls", "stream:_read_head"};
+
+int stream_do_read(lua_State *L, int op) {
+  stream *s = stream_check(L, 1);
+  /* a waiting function, even when the data is there already */
+  luaio_task *t = luaio_need_task(L, read_names[op]);
+  lua_settop(L, 2);
+  int n = try_read(L, s, op);
+  if (n >= 0) {
+    if (!s->reading && s->rb.len < s->rb.limit) start_reading(s);   /* keep reading ahead */
+    return n;
+  }
+  if (s->reader) return luaL_error(L, "another task is already reading from this stream");
+  start_reading(s);
+  if (s->timeout == 0)            /* set_timeout(0): whatever has to wait times out at once */
+    return luaio_error(L, "TimeoutError", NULL, "read timed out after 0 s");
+  s->reader = t;
+  if (s->timeout > 0) {
+    s->rtimer.fire = on_read_timeout;
+    luaio_timer_arm(s->h, &s->rtimer, s->timeout);
+  }
+  return luaio_await(L, reader_cancel, s, op, read_k);
+}
+
+static int l_read(lua_State *L) {
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Integer n = luaio_checkinteger(L, 2);
+    if (n == -1) {                    /* asyncio's read(-1): everything until EOF */
+      lua_settop(L, 1);
+      return stream_do_read(L, OP_ALL);
+    }
+    if (n <= 0) return luaio_argerror(L, 2, "byte count must be positive (or -1: until EOF)");
+  }
+  return stream_do_read(L, OP_READ);
+}
+
+static int l_read_exactly(lua_State *L) {
+  lua_Integer n = luaio_checkinteger(L, 2);
+  if (n < 0) return luaio_argerror(L, 2, "byte count must not be negative");
+  return stream_do_read(L, OP_EXACT);
+}
+
+static int l_readline(lua_State *L) { return stream_do_read(L, OP_LINE); }
+
+static int l_read_until(lua_State *L) {
+  size_t len;
+  luaio_checklstring(L, 2, &len);
+  if (len == 0) return luaio_argerror(L, 2, "separator must not be empty");
+  return stream_do_read(L, OP_UNTIL);
+}
+
+static int l_read_all(lua_State *L) { return stream_do_read(L, OP_ALL); }
+
+/* _read_head("request" | "response") ⏸ -> head | false | nil, status, reason */
+static int l_read_head(lua_State *L) {
+  const char *kind = luaio_checkstring(L, 2);
+  if (strcmp(kind, "request") != 0 && strcmp(kind, "response") != 0)
+    return luaio_argerror(L, 2, "'request' or 'response' expected");
+  return stream_do_read(L, OP_HEAD);
+}
+
+const luaL_Reg stream_read_methods[] = {
+  {"read", l_read}, {"read_exactly", l_read_exactly}, {"readline", l_readline},
+  {"read_until", l_read_until}, {"read_all", l_read_all}, {"_read_head", l_read_head},
+  {NULL, NULL}};
