@@ -117,18 +117,13 @@ struct luaio_host {
   int user_signal_handlers;  /* open on_signal/wait_signal for SIGINT/SIGTERM: no default */
 };
 
-/* The pending task whose own coroutine is co, or NULL (Lua's per-thread
-** extra space holds it; other threads start with the main thread's NULL). */
-static inline luaio_task *luaio_task_of_thread(lua_State *co) {
-  return *(luaio_task **)lua_getextraspace(co);
-}
-
 /* sched.c */
 extern char luaio_yield_marker;
 void luaio_sched_init(luaio_host *h);
 void luaio_sched_close(luaio_host *h);
 void luaio_ready(luaio_task *t);
 int luaio_can_wait(lua_State *L);   /* in a task, where it may suspend */
+int luaio_is_task_thread(lua_State *co);   /* co is a pending task's own coroutine */
 int luaio_cancel(lua_State *L, luaio_task *t, int msg_idx);
 void luaio_timer_arm(luaio_host *h, luaio_timer *tm, double seconds);
 void luaio_timer_disarm(luaio_host *h, luaio_timer *tm);

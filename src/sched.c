@@ -291,6 +291,23 @@ static int task_body_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
+static int task_body(lua_State *L);
+
+/* Whether co is the coroutine of a task that has not ended: its outermost
+** frame (or, before it started, the function waiting at its bottom) is
+** task_body. Walks co's frames: for rare checks only. */
+int luaio_is_task_thread(lua_State *co) {
+  lua_Debug ar;
+  int level = 0;
+  while (lua_getstack(co, level, &ar)) level++;
+  if (level == 0)                       /* no frame: not started, or dead */
+    return lua_status(co) == LUA_OK && lua_gettop(co) >= 1 && lua_tocfunction(co, 1) == task_body;
+  if (!lua_checkstack(co, 1) || !lua_getstack(co, level - 1, &ar) || !lua_getinfo(co, "f", &ar)) return 0;
+  int yes = lua_tocfunction(co, -1) == task_body;
+  lua_pop(co, 1);
+  return yes;
+}
+
 /* The coroutine's main function: fn(...) under a pcall, so that errors
 ** unwind inside the coroutine and `<close>` handlers may still wait. */
 static int task_body(lua_State *L) {
@@ -455,7 +472,6 @@ static void finish(luaio_host *h, luaio_task *t, int nres) {
     lua_pop(L, 1);
   }
   unanchor(L, h, t->anchor);
-  *(luaio_task **)lua_getextraspace(t->co) = NULL;
   t->anchor = 0;
   h->pending--;
   if (t->flags & TF_ONE_CALLBACK) {
@@ -730,7 +746,6 @@ static int l_spawn(lua_State *L) {
   luaL_setmetatable(L, LUAIO_TASK_MT);
   t->host = h;
   t->co = lua_newthread(L);
-  *(luaio_task **)lua_getextraspace(t->co) = t;   /* the coroutine knows its task while pending */
   lua_setiuservalue(L, -2, 1);
   t->id = ++h->task_seq;
   t->anchor = anchor(L, h, -1);
