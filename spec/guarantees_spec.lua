@@ -73,8 +73,9 @@ describe("waiting where the task cannot yield", function()
         assert.matches("cannot wait here: attempt to yield across a C%-call boundary", err)
         aio.sleep(0.03)   -- anything left armed would now finish a task that moved on
         local after = aio.stats()
-        assert.equals(before.timers, after.timers)
-        assert.equals(before.tasks, after.tasks)
+        -- nothing new armed (earlier specs' timers may expire meanwhile)
+        assert.is_true(after.timers <= before.timers, after.timers .. " timers, " .. before.timers .. " before")
+        assert.is_true(after.tasks <= before.tasks, after.tasks .. " tasks, " .. before.tasks .. " before")
       end)
     end
   end

@@ -68,6 +68,16 @@ describe("to_thread", function()
     assert.is_true(aio.is_error(err, "TimeoutError"))
     assert.equals(42, aio.to_thread(function() return 42 end))
   end)
+
+  it("cancelling stops the Lua code running in the worker (more loops than pool threads)", function()
+    local ts = {}
+    for i = 1, 6 do ts[i] = aio.spawn(aio.to_thread, function() while true do end end) end
+    aio.sleep(0.05)
+    for i = 1, 6 do ts[i]:cancel() end
+    for i = 1, 6 do assert.is_true(aio.is_error(select(2, pcall(ts[i].wait, ts[i])), "CancelledError")) end
+    -- every pool thread is free again: a new job runs at once
+    assert.equals(42, aio.wait_for(function() return aio.to_thread(function() return 42 end) end, 5))
+  end)
 end)
 
 describe("processes", function()

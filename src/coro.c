@@ -125,7 +125,7 @@ static int co_close(lua_State *L) {
   if (lua_rawget(L, -2) != LUA_TNIL)
     return luaL_error(L, "cannot close a coroutine that is waiting inside a task (cancel the task instead)");
   lua_settop(L, 1);
-  if (luaio_task_of_thread(co))
+  if (luaio_is_task_thread(co))
     return luaL_error(L, "cannot close the coroutine of a pending task (cancel the task instead)");
   lua_Debug ar;
   if (co == L) return luaL_error(L, "cannot close a running coroutine");

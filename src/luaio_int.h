@@ -75,12 +75,6 @@ struct luaio_task {
 ** all its sessions, since every call is followed by that flush. */
 typedef struct { char *data; size_t len, cap; } luaio_tls_out;
 
-/* The pending task whose own coroutine is co, or NULL (Lua's per-thread
-** extra space holds it; other threads start with the main thread's NULL). */
-static inline luaio_task *luaio_task_of_thread(lua_State *co) {
-  return *(luaio_task **)lua_getextraspace(co);
-}
-
 /* ---- the scheduler (sched.c; the protocol is explained at its top) ---- */
 extern char luaio_yield_marker;      /* what every scheduler yield carries */
 void luaio_sched_init(luaio_host *h);
@@ -89,6 +83,7 @@ void luaio_sched_free(luaio_host *h);
 void luaio_ready(luaio_task *t);     /* queue t to run (state READY) */
 void luaio_drain(luaio_host *h);
 int luaio_can_wait(lua_State *L);    /* in a task, where it may suspend */
+int luaio_is_task_thread(lua_State *co);   /* co is a pending task's own coroutine */
 /* Cancel t with the message at msg_idx of L (0: "cancelled"); 0 if t ended. */
 int luaio_cancel(lua_State *L, luaio_task *t, int msg_idx);
 void luaio_open_sched(lua_State *L, luaio_host *h);

@@ -174,6 +174,21 @@ static int task_body(lua_State *L) {
   return task_body_k(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 1, 0, task_body_k), 0);
 }
 
+/* Whether co is the coroutine of a task that has not ended: its outermost
+** frame (or, before it started, the function waiting at its bottom) is
+** task_body. Walks co's frames: for rare checks only. */
+int luaio_is_task_thread(lua_State *co) {
+  lua_Debug ar;
+  int level = 0;
+  while (lua_getstack(co, level, &ar)) level++;
+  if (level == 0)                       /* no frame: not started, or dead */
+    return lua_status(co) == LUA_OK && lua_gettop(co) >= 1 && lua_tocfunction(co, 1) == task_body;
+  if (!lua_checkstack(co, 1) || !lua_getstack(co, level - 1, &ar) || !lua_getinfo(co, "f", &ar)) return 0;
+  int yes = lua_tocfunction(co, -1) == task_body;
+  lua_pop(co, 1);
+  return yes;
+}
+
 luaio_task *luaio_task_new(lua_State *L, luaio_host *h) {
   luaio_task *t = lua_newuserdatauv(L, sizeof *t, 2);
   memset(t, 0, sizeof *t);
@@ -181,7 +196,6 @@ luaio_task *luaio_task_new(lua_State *L, luaio_host *h) {
   luaL_setmetatable(L, LUAIO_TASK_MT);
   t->host = h;
   t->co = lua_newthread(L);
-  *(luaio_task **)lua_getextraspace(t->co) = t;   /* the coroutine knows its task while pending */
   lua_setiuservalue(L, -2, 1);
   t->id = ++h->task_seq;
   t->anchor = anchor(L, h, -1);
@@ -281,7 +295,6 @@ void luaio_task_ended(lua_State *L, luaio_task *t) {
     lua_pop(L, 1);
   }
   unanchor(L, h, t->anchor);
-  *(luaio_task **)lua_getextraspace(t->co) = NULL;
   t->anchor = 0;
   run_callbacks(L, t, ti);
   lua_settop(L, ti - 1);

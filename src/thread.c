@@ -41,6 +41,7 @@ static worker *take_worker(void) {
   if (!w) return NULL;
   w->L = luaL_newstate();
   if (!w->L) { free(w); return NULL; }
+  *(void **)lua_getextraspace(w->L) = NULL;   /* the job running there (stop_hook) */
   luaL_openlibs(w->L);
   return w;
 }
@@ -65,7 +66,20 @@ typedef struct {
   int nargs;
   luaio_wbuf results;            /* encoded results, or the error message */
   int nresults, failed;
+  lua_State *volatile L;   /* the worker state running it, while it runs */
+  volatile int cancelled;  /* its task gave up: stop_hook ends the Lua code */
 } job;
+
+/* Set by job_abort on the worker state from the loop's thread (as lua.c
+** sets its hook from a signal handler): a cancelled job's Lua code stops at
+** its next instructions instead of running on, unseen, until it ends. The
+** job is the one running on L now, or none (a stale hook is dropped). */
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  job *j = *(job **)lua_getextraspace(L);
+  if (j && j->cancelled) luaL_error(L, "to_thread: cancelled");
+}
 
 static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
   (void)L;
@@ -78,12 +92,28 @@ static void fail_job(job *j, const char *msg) {
   luaio_wbuf_put(&j->results, msg, strlen(msg));
 }
 
+static int run_code(job *j, lua_State *L);
+static void encode_results(job *j, lua_State *L);
+
 static void run_job(uv_work_t *req) {
   job *j = req->data;
   worker *w = take_worker();
   if (!w) { fail_job(j, "to_thread: cannot create a worker Lua state"); return; }
   lua_State *L = w->L;
   lua_settop(L, 0);
+  *(job **)lua_getextraspace(L) = j;
+  j->L = L;
+  int ok = run_code(j, L);
+  j->L = NULL;
+  *(job **)lua_getextraspace(L) = NULL;
+  lua_sethook(L, NULL, 0, 0);
+  if (ok) encode_results(j, L);
+  give_worker(w);
+}
+
+/* Load the job's function on L and call it; 1 with its results on L, or 0
+** with the job failed. */
+static int run_code(job *j, lua_State *L) {
   int ok;
   if (j->by_name) {
     /* "module.function": require the module, take the function */
@@ -107,12 +137,11 @@ static void run_job(uv_work_t *req) {
     for (int i = 0; i < j->nargs; i++) luaio_value_decode(L, &r);
     ok = lua_pcall(L, j->nargs, LUA_MULTRET, 0) == LUA_OK;
   }
-  if (!ok) {
-    const char *msg = luaL_tolstring(L, -1, NULL);
-    fail_job(j, msg);
-    give_worker(w);
-    return;
-  }
+  if (!ok) fail_job(j, luaL_tolstring(L, -1, NULL));
+  return ok;
+}
+
+static void encode_results(job *j, lua_State *L) {
   int n = lua_gettop(L);
   j->results.len = 0;
   for (int i = 1; i <= n; i++) {
@@ -122,12 +151,10 @@ static void run_job(uv_work_t *req) {
       char msg[300];
       snprintf(msg, sizeof msg, "to_thread: cannot copy %s", j->results.err);
       fail_job(j, msg);
-      give_worker(w);
       return;
     }
   }
   j->nresults = n;
-  give_worker(w);
 }
 
 static void free_job(job *j) {
@@ -155,8 +182,15 @@ static void job_done(uv_work_t *req, int status) {
   luaio_wake(t, n);
 }
 
-/* a running job finishes; its result is dropped */
-static void job_abort(luaio_op *op) { uv_cancel((uv_req_t *)&luaio_container_of(op, job, op)->work); }
+/* after a cancel (the result is dropped): a queued job is unqueued, a
+** running one has its Lua code stopped */
+static void job_abort(luaio_op *op) {
+  job *j = luaio_container_of(op, job, op);
+  j->cancelled = 1;
+  lua_State *wl = j->L;
+  if (wl) lua_sethook(wl, stop_hook, LUA_MASKCOUNT, 1000);
+  uv_cancel((uv_req_t *)&j->work);
+}
 
 /* The function to run (at 1) into j: bytecode, or "module.function"; a
 ** bad one frees j and raises. */
