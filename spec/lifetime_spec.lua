@@ -35,6 +35,9 @@ local function fd_count()
 end
 
 -- run a chunk under stock lua5.4 with this build's luaio.so (outside any task)
+-- stock lua5.4 cannot load the sanitized module (ASan must come first)
+local stock_it = os.getenv("LUAIO_SANITIZED") and pending or it
+
 local function stock_lua(code)
   local dir = S.luaio:gsub("luaio$", "")
   return S.sh("lua5.4 -e " .. S.quote('package.cpath = "' .. dir .. '?.so;" .. package.cpath\n' .. code))
@@ -267,8 +270,6 @@ describe("lifetime: streams and servers", function()
     stall:set()
   end)
 
-  -- stock lua5.4 cannot load the sanitized module (ASan must come first)
-  local stock_it = os.getenv("LUAIO_SANITIZED") and pending or it
   stock_it("waiting stream methods raise outside a task (and change nothing)", function()
     local out, err, code = stock_lua([[
       local aio = require "luaio"
@@ -362,7 +363,6 @@ describe("lifetime: files", function()
     f:close()
   end)
 
-  local stock_it = os.getenv("LUAIO_SANITIZED") and pending or it
   stock_it("close outside a task raises and keeps the file open (stock lua5.4)", function()
     local out, err, code = stock_lua([[
       local aio = require "luaio"

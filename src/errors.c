@@ -145,13 +145,17 @@ found:
 
 /* The name to show for the function running at `level`: its public name,
 ** else the one its call site gives; the string stays on the stack. */
+static const char *push_function_name(lua_State *L, lua_Debug *ar, const char *fallback) {
+  lua_getinfo(L, "nf", ar);
+  if (push_public_name(L)) return lua_tostring(L, -1);
+  lua_pushstring(L, ar->name ? ar->name : fallback);
+  return lua_tostring(L, -1);
+}
+
 const char *luaio_function_name(lua_State *L, int level) {
   lua_Debug ar;
   if (!lua_getstack(L, level, &ar)) return "?";
-  lua_getinfo(L, "nf", &ar);
-  if (push_public_name(L)) return lua_tostring(L, -1);
-  lua_pushstring(L, ar.name ? ar.name : "this function");
-  return lua_tostring(L, -1);
+  return push_function_name(L, &ar, "this function");
 }
 
 /* luaL_argerror for the function running at `level` (0: the C function
@@ -160,16 +164,12 @@ static int argerror_at(lua_State *L, int level, int arg, const char *extramsg) {
   lua_Debug ar;
   if (!lua_getstack(L, level, &ar))
     return luaL_error(L, "bad argument #%d (%s)", arg, extramsg);
-  lua_getinfo(L, "nf", &ar);
-  int is_method = ar.namewhat && strcmp(ar.namewhat, "method") == 0;
-  const char *name = push_public_name(L) ? lua_tostring(L, -1) : ar.name ? ar.name : "?";
-  if (is_method && --arg == 0) {
-    luaL_where(L, level + 1);
+  const char *name = push_function_name(L, &ar, "?");
+  luaL_where(L, level + 1);
+  if (ar.namewhat && strcmp(ar.namewhat, "method") == 0 && --arg == 0)
     lua_pushfstring(L, "calling '%s' on bad self (%s)", name, extramsg);
-  } else {
-    luaL_where(L, level + 1);
+  else
     lua_pushfstring(L, "bad argument #%d to '%s' (%s)", arg, name, extramsg);
-  }
   lua_concat(L, 2);
   return lua_error(L);
 }

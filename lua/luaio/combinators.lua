@@ -23,11 +23,9 @@ local M = {}   -- the public names: aio.gather, aio.wait_for, ...
 
 local function invalid_state(msg) error(new_error("InvalidStateError", msg), 3) end
 
--- item i of argument `n` of the public function calling as_task (level 3
--- for arg_error, counted from as_task):
--- a Task, or a function to spawn (unless `start` is false)
-local function as_task(item, n, i, start, level)
-  level = level or 2
+-- Argument #1 of the public function calling as_task: a Task, or a
+-- function to spawn (unless `start` is false: then nil).
+local function as_task(item, start)
   if is_task(item) then
     if item == current_task() then invalid_state("a task cannot wait for itself") end
     return item
@@ -36,8 +34,7 @@ local function as_task(item, n, i, start, level)
     if start == false then return nil end
     return spawn(item)
   end
-  if i then arg_error(n, ("item %d: Task or function expected, got %s"):format(i, type_name(item)), level) end
-  arg_error(n, "Task or function expected, got " .. type_name(item), level)
+  arg_error(1, "Task or function expected, got " .. type_name(item), 2)
 end
 
 local function check_list(list, n)
@@ -69,20 +66,18 @@ local function timeout_error(sec)
   return new_error("TimeoutError", ("timed out after %g s"):format(sec), { timeout = sec })
 end
 
--- gather ---------------------------------------------------------------
--- A bad item raises before any of the list starts: functions spawned
--- before it (not started yet) are cancelled, so they never run.
+-- The n items of argument #1 of the public function calling this, as
+-- tasks index for index (functions are spawned). A bad item, or the current
+-- task, raises before any of them starts: the functions spawned before it
+-- (not started yet) are cancelled, so they never run.
 local function unspawn(list, tasks, upto)
   for j = 1, upto do
     if not is_task(list[j]) then T_cancel(tasks[j]) end
   end
 end
 
-function M.gather(list, opts)
-  local n = check_list(list, 1)
-  opts = check_opts(opts, 2)
-  local me = need_task("aio.gather")
-  local tasks = {}
+local function start_items(list, n)
+  local me, tasks = current_task(), {}
   for i = 1, n do
     local item = list[i]
     if is_task(item) then
@@ -92,9 +87,18 @@ function M.gather(list, opts)
       tasks[i] = spawn(item)
     else
       unspawn(list, tasks, i - 1)
-      arg_error(1, ("item %d: Task or function expected, got %s"):format(i, type_name(item)))
+      arg_error(1, ("item %d: Task or function expected, got %s"):format(i, type_name(item)), 2)
     end
   end
+  return tasks
+end
+
+-- gather ---------------------------------------------------------------
+function M.gather(list, opts)
+  local n = check_list(list, 1)
+  opts = check_opts(opts, 2)
+  local me = need_task("aio.gather")
+  local tasks = start_items(list, n)
   local return_exceptions = opts.return_exceptions
   local results = { n = n }
   local pending, first_bad = 0, nil
@@ -178,7 +182,7 @@ end
 function M.wait_for(item, sec)
   sec = check_seconds(sec, 2)
   local me = need_task("aio.wait_for")
-  local t = as_task(item, 1, nil, false)
+  local t = as_task(item, false)
   if t == nil then                        -- a function
     if sec == 0 then error(timeout_error(sec), 2) end   -- not started
     t = spawn(item)
@@ -188,23 +192,21 @@ function M.wait_for(item, sec)
   return with_deadline(me, sec, true, T_wait, t)
 end
 
--- a list treated as a set of tasks (functions are spawned)
-local function task_set(list)
-  local n = list.n or #list
-  for i = 1, n do as_task(list[i], 1, i, false, 3) end
-  local tasks, seen = {}, {}
+-- a list treated as a set: each task once, in first-seen order
+local function distinct(tasks, n)
+  local set, seen = {}, {}
   for i = 1, n do
-    local t = as_task(list[i], 1, i, true, 3)
-    if not seen[t] then seen[t] = true tasks[#tasks + 1] = t end
+    local t = tasks[i]
+    if not seen[t] then seen[t] = true set[#set + 1] = t end
   end
-  return tasks
+  return set
 end
 
 -- wait ------------------------------------------------------------------
 local return_whens = { ALL_COMPLETED = true, FIRST_COMPLETED = true, FIRST_EXCEPTION = true }
 
 function M.wait(list, opts)
-  check_list(list, 1)
+  local count = check_list(list, 1)
   opts = check_opts(opts, 2)
   local when = opts.return_when or "ALL_COMPLETED"
   if not return_whens[when] then
@@ -212,7 +214,7 @@ function M.wait(list, opts)
   end
   local timeout = check_seconds(opts.timeout, 2, "timeout")
   local me = need_task("aio.wait")
-  local tasks = task_set(list)
+  local tasks = distinct(start_items(list, count), count)
   local n = #tasks
   if n == 0 then arg_error(1, "non-empty array of tasks expected, got an empty one") end
   local token = {}
@@ -253,9 +255,9 @@ end
 
 -- as_completed ----------------------------------------------------------
 function M.as_completed(list, timeout)
-  check_list(list, 1)
+  local count = check_list(list, 1)
   timeout = check_seconds(timeout, 2)
-  local tasks = task_set(list)
+  local tasks = distinct(start_items(list, count), count)
   local n = #tasks
   local finished, head, tail = {}, 1, 0
   local waiter, token = nil, {}
@@ -300,7 +302,7 @@ end
 
 function M.shield(item)
   local me = need_task("aio.shield")
-  local t = as_task(item, 1)
+  local t = as_task(item)
   if not T_done(t) then
     local ok, err = wait_done(me, t)
     if not ok then error(err, 0) end     -- t goes on
