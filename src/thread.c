@@ -66,8 +66,11 @@ typedef struct {
   int nargs;
   luaio_wbuf results;            /* encoded results, or the error message */
   int nresults, failed;
-  lua_State *volatile L;   /* the worker state running it, while it runs */
-  volatile int cancelled;  /* its task gave up: stop_hook ends the Lua code */
+  /* Between the loop's thread (job_abort) and the worker: each side stores
+  ** its own then loads the other's, sequentially consistent, so that at
+  ** least one of them sees both and sets the hook. */
+  lua_State *_Atomic L;    /* the worker state running it, while it runs */
+  _Atomic int cancelled;   /* its task gave up: stop_hook ends the Lua code */
 } job;
 
 /* Set by job_abort on the worker state from the loop's thread (as lua.c
@@ -103,6 +106,7 @@ static void run_job(uv_work_t *req) {
   lua_settop(L, 0);
   *(job **)lua_getextraspace(L) = j;
   j->L = L;
+  if (j->cancelled) lua_sethook(L, stop_hook, LUA_MASKCOUNT, 1);   /* cancelled as it started */
   int ok = run_code(j, L);
   j->L = NULL;
   *(job **)lua_getextraspace(L) = NULL;
