@@ -189,7 +189,7 @@ static int l_version(lua_State *L) {
 static void (*const subsystems[])(lua_State *L, luaio_host *h) = {
   luaio_open_stream, luaio_open_udp, luaio_open_dns, luaio_open_fs,
   luaio_open_process, luaio_open_signal, luaio_open_thread, luaio_open_http_parse,
-  luaio_open_tls, luaio_open_json,
+  luaio_open_tls, luaio_open_json, luaio_open_zlib,
 };
 
 int luaopen_luaio(lua_State *L) {
