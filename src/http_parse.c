@@ -141,11 +141,37 @@ static int note_field(cursor *c, head_facts *f, const char *name, size_t n, cons
   return 1;
 }
 
-/* headers[name] = value; a repeated field joins with ", " */
-static void set_field(lua_State *L, int hidx, const char *name, size_t n, const char *v, size_t vlen) {
+/* head.repeated[name] = every value of a repeated field, in order
+** (Set-Cookie cannot be joined); the stack: ... old -> ... old */
+static void note_repeat(lua_State *L, int tidx, const char *name, size_t n, const char *v, size_t vlen) {
+  if (lua_getfield(L, tidx, "repeated") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, tidx, "repeated");
+  }
+  lua_pushlstring(L, name, n);
+  if (lua_rawget(L, -2) != LUA_TTABLE) {       /* the second value: the list starts */
+    lua_pop(L, 1);
+    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, -3);                      /* old */
+    lua_rawseti(L, -2, 1);
+    lua_pushlstring(L, name, n);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_pushlstring(L, v, vlen);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 2);
+}
+
+/* headers[name] = value; a repeated field joins with ", " (and is kept
+** whole in head.repeated) */
+static void set_field(lua_State *L, int tidx, int hidx, const char *name, size_t n, const char *v, size_t vlen) {
   lua_pushlstring(L, name, n);
   lua_pushvalue(L, -1);
   if (lua_rawget(L, hidx) == LUA_TSTRING) {
+    note_repeat(L, tidx, name, n, v, vlen);
     lua_pushliteral(L, ", ");
     lua_pushlstring(L, v, vlen);
     lua_concat(L, 3);
@@ -199,7 +225,7 @@ static int parse_headers(lua_State *L, cursor *c, int tidx, int is_request, int 
     }
     lower_into(name, line, n);
     if (!note_field(c, &f, name, n, v, vend, is_request)) return 0;
-    set_field(L, hidx, name, n, v, (size_t)(vend - v));
+    set_field(L, tidx, hidx, name, n, v, (size_t)(vend - v));
   }
   return set_facts(L, c, &f, tidx, is_request, minor);
 }
@@ -278,7 +304,8 @@ static int l_parse_head(lua_State *L) {
 }
 
 /* http_chunk_size(line) -> size | nil, reason: hex digits, then optional
-** ";extensions"; no sign, no overflow. */
+** ";extensions"; no sign, no overflow, no CR or LF (the line is what came
+** before a CRLF). */
 static int l_chunk_size(lua_State *L) {
   size_t len;
   const char *line = luaio_checklstring(L, 1, &len);
@@ -291,6 +318,10 @@ static int l_chunk_size(lua_State *L) {
   if (i == 0) { lua_pushnil(L); lua_pushliteral(L, "invalid chunk size"); return 2; }
   while (i < len && (line[i] == ' ' || line[i] == '\t')) i++;
   if (i < len && line[i] != ';') { lua_pushnil(L); lua_pushliteral(L, "invalid chunk size"); return 2; }
+  /* a bare CR or LF in the extensions: the line was not ended by CRLF (smuggling) */
+  if (memchr(line + i, '\n', len - i) || memchr(line + i, '\r', len - i)) {
+    lua_pushnil(L); lua_pushliteral(L, "bare CR or LF in a chunk line"); return 2;
+  }
   lua_pushinteger(L, n);
   return 1;
 }

@@ -51,7 +51,21 @@
 **                                         for a function written in Lua (level 1: the
 **                                         function calling arg_error)
 ** type_name(v)             errors.c       the type name Lua's messages use (__name)
-** json_integers(v)         json.c         -> v with whole floats made integers (decode)
+** json_encode(v)           json.c         -> JSON text (marked tables as arrays)   [aio.json.encode]
+** json_decode(s)           json.c         -> value; arrays marked, whole numbers within
+**                                         2^53 integers   [aio.json.decode]
+** json_array([t])          json.c         -> t (or {}) marked with json_array_mt   [aio.json.array]
+** json_array_mt, json_null json.c         the array mark; null (NULL light userdata)
+**                                         [aio.json.array_mt, aio.json.null]
+** deflater(format [, level [, wbits [, memlevel]]]) zlib.c  -> Deflater: "gzip" | "zlib" |
+**                                         "raw"; write(data [, flush]) -> bytes (flush
+**                                         "none" | "sync" | "full" | "finish"), finish(),
+**                                         reset(), close()
+** inflater(format [, max_output [, wbits]]) zlib.c  -> Inflater: also "auto"; write(data
+**                                         [, max]) -> bytes, finished(), trailing(),
+**                                         total(), reset(), close(); output past a limit:
+**                                         ProtocolError {limit = true}; corrupt data:
+**                                         ProtocolError
 ** http_parse_head(s, kind) http_parse.c   -> head table | nil, status, reason
 ** http_chunk_size(line)    http_parse.c   -> size | nil, reason (a chunked-body size line)
 ** http_unescape(s [, plus]) http_parse.c  -> percent-decoded s
@@ -64,7 +78,8 @@
 ** stream_mt, stream_methods stream.c      the Stream metatable and its methods table
 **                                         (streams.lua adds lines, start_tls)
 ** tls_context{...}         tls.c          -> TLSContext (server, verify, ca_file,
-**                                         cert_file, key_file, alpn)
+**                                         cert_file, key_file, alpn); TLS 1.2+, a
+**                                         server ECDHE+AEAD only, in its own order
 ** udp_bind(ip, port)       udp.c          -> UDP socket (sendto ⏸ via hooks.resolve_udp)
 ** to_thread(fn, ...) ⏸     thread.c       run fn in a worker Lua state on the libuv pool
 **                                         [aio.to_thread]

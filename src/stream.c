@@ -12,6 +12,7 @@
 ** (stream_linger.c), connects (connect.c) and listeners (listener.c) share
 ** it through stream_int.h.
 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "stream_int.h"
@@ -144,18 +145,21 @@ static void writer_cancel(void *data) {
 
 /* a deadline passed: the task in *slot (the reader or the writer) gets a
 ** TimeoutError */
-void stream_wake_timeout(stream *s, luaio_task **slot, const char *what) {
+void stream_wake_timeout(stream *s, luaio_task **slot, const char *what, double seconds) {
+  (void)s;
   luaio_task *t = *slot;
   if (!t) return;
   *slot = NULL;
   lua_State *co = luaio_task_stack(t);
-  luaio_push_error(co, "TimeoutError", NULL, "%s timed out after %f s", what, s->timeout);
+  char after[32];                 /* lua_pushfstring has no %g */
+  snprintf(after, sizeof after, "%g", seconds);
+  luaio_push_error(co, "TimeoutError", NULL, "%s timed out after %s s", what, after);
   luaio_wake_error(t);
 }
 
 static void on_write_timeout(luaio_timer *tm) {
   stream *s = luaio_container_of(tm, stream, wtimer);
-  stream_wake_timeout(s, &s->writer, "write");
+  stream_wake_timeout(s, &s->writer, "write", s->timeout);
 }
 
 static int write_k(lua_State *L, int status, lua_KContext ctx) {

@@ -30,6 +30,7 @@ struct stream {
   int write_wait;               /* what the writer waits for */
   luaio_timer rtimer, wtimer;   /* per-operation deadlines */
   double timeout;               /* per-operation deadline; < 0: none, 0: at once */
+  double read_wait;             /* what the armed read timer was armed for, seconds */
   int write_err;
   struct sockaddr_storage peer; /* remembered when connected: valid after the peer left */
   unsigned has_peer : 1;
@@ -76,7 +77,7 @@ void stream_remember_peer(stream *s);
 int stream_send(stream *s, const uv_buf_t *bufs, unsigned n, size_t total);
 int stream_raise_uv(lua_State *L, int err, const char *what);
 void stream_wake_error(luaio_task *t, const char *name, int err, const char *what);
-void stream_wake_timeout(stream *s, luaio_task **slot, const char *what);
+void stream_wake_timeout(stream *s, luaio_task **slot, const char *what, double seconds);
 
 /* stream_read.c */
 extern const luaL_Reg stream_read_methods[];

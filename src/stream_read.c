@@ -87,7 +87,7 @@ static void reader_cancel(void *data) {
 
 static void on_read_timeout(luaio_timer *tm) {
   stream *s = luaio_container_of(tm, stream, rtimer);
-  stream_wake_timeout(s, &s->reader, "read");
+  stream_wake_timeout(s, &s->reader, "read", s->read_wait);
 }
 
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
@@ -103,7 +103,7 @@ int stream_do_read(lua_State *L, int op) {
   stream *s = stream_check(L, 1);
   /* a waiting function, even when the data is there already */
   luaio_task *t = luaio_need_task(L, read_names[op]);
-  lua_settop(L, 2);
+  lua_settop(L, 3);
   int n = try_read(L, s, op);
   if (n >= 0) {
     if (!s->reading && s->rb.len < s->rb.limit) start_reading(s);   /* keep reading ahead */
@@ -111,12 +111,18 @@ int stream_do_read(lua_State *L, int op) {
   }
   if (s->reader) return luaL_error(L, "another task is already reading from this stream");
   start_reading(s);
-  if (s->timeout == 0)            /* set_timeout(0): whatever has to wait times out at once */
+  double wait = s->timeout;
+  if (op == OP_HEAD && lua_type(L, 3) == LUA_TNUMBER) {   /* a deadline for the whole head */
+    wait = lua_tonumber(L, 3) - (double)uv_hrtime() / 1e9;
+    if (wait < 0) wait = 0;
+  }
+  if (wait == 0)                  /* set_timeout(0), a deadline passed: time out at once */
     return luaio_error(L, "TimeoutError", NULL, "read timed out after 0 s");
   s->reader = t;
-  if (s->timeout > 0) {
+  if (wait > 0) {
+    s->read_wait = wait;
     s->rtimer.fire = on_read_timeout;
-    luaio_timer_arm(s->h, &s->rtimer, s->timeout);
+    luaio_timer_arm(s->h, &s->rtimer, wait);
   }
   return luaio_await(L, reader_cancel, s, op, read_k);
 }
@@ -150,7 +156,8 @@ static int l_read_until(lua_State *L) {
 
 static int l_read_all(lua_State *L) { return stream_do_read(L, OP_ALL); }
 
-/* _read_head("request" | "response") ⏸ -> head | false | nil, status, reason */
+/* _read_head("request" | "response" [, deadline]) ⏸ -> head | false | nil, status, reason;
+** deadline: a time of core.now() when the whole head must be in (TimeoutError) */
 static int l_read_head(lua_State *L) {
   const char *kind = luaio_checkstring(L, 2);
   if (strcmp(kind, "request") != 0 && strcmp(kind, "response") != 0)

@@ -172,6 +172,12 @@ local function connect(host, port, opts)
     if is_error(s, "CancelledError") then error(s, 0) end
     last = s
   end
+  if last and is_error(last, "ConnectionError") then
+    -- name what failed: which host and port (API.md §6b)
+    local where = (host:find(":", 1, true) and ("[" .. host .. "]") or host) .. ":" .. port
+    last.message = where .. ": " .. tostring(last.message)
+    last.host, last.port = host, port
+  end
   error(last or new_error("ConnectionError", "no address for " .. host), 0)
 end
 

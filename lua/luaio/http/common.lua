@@ -6,7 +6,7 @@
 -- names that http.lua puts into aio.http.
 local core = require "luaio.core"
 
-local chunk_size, unescape = core.http_chunk_size, core.http_unescape
+local unescape = core.http_unescape
 local new_error, arg_error, type_name = core.error, core.arg_error, core.type_name
 local concat, type, tostring, error = table.concat, type, tostring, error
 local setmetatable, rawget, math_type = setmetatable, rawget, math.type
@@ -73,12 +73,31 @@ local REASONS = {
 }
 M.REASONS, api.reasons = REASONS, REASONS
 
--- headers with case-insensitive lookup: stored lowercased
+-- headers with case-insensitive lookup: stored lowercased; a field that
+-- came several times is joined with ", " and kept whole for get_all
+local repeated_of = setmetatable({}, { __mode = "k" })
 local Headers = { __name = "luaio.http.Headers" }
-Headers.__index = function(t, k)
-  if type(k) == "string" then return rawget(t, k:lower()) end
+-- headers:get_all(name) -> array of every value of that field (each Set-Cookie)
+local function get_all(self, name)
+  if type(name) ~= "string" then arg_error(1, "string expected, got " .. type_name(name)) end
+  name = name:lower()
+  local list = repeated_of[self] and repeated_of[self][name]
+  if list then return table.move(list, 1, #list, 1, {}) end
+  local v = rawget(self, name)
+  return v ~= nil and { v } or {}
 end
-local function headers_of(t) return setmetatable(t or {}, Headers) end
+Headers.__index = function(t, k)
+  if type(k) == "string" then
+    local v = rawget(t, k:lower())
+    if v == nil and k == "get_all" then return get_all end
+    return v
+  end
+end
+local function headers_of(t, repeated)
+  t = setmetatable(t or {}, Headers)
+  if repeated then repeated_of[t] = repeated end
+  return t
+end
 M.headers_of = headers_of
 function api.headers(t)
   check_arg(t, 1, "table", 1, true)
@@ -107,43 +126,52 @@ end
 local function escape(s)
   return (tostring(s):gsub("[^%w%-%._~]", function(c) return fmt("%%%02X", c:byte()) end))
 end
+M.escape = escape
 function api.escape(s)
   local t = type(s)
   if t ~= "string" and t ~= "number" then arg_error(1, "string expected, got " .. type_name(s)) end
   return escape(s)
 end
 
--- body framing shared by both sides ----------------------------------
-local function read_chunked(stream, max)
-  local parts, total = {}, 0
-  while true do
-    local line = stream:readline()
-    if not line then error(new_error("ProtocolError", "connection closed inside a chunked body"), 0) end
-    local size, why = chunk_size(line)
-    if not size then error(new_error("ProtocolError", why, { status = 400 }), 0) end
-    if size == 0 then
-      repeat                               -- trailers, ignored
-        local t = stream:readline()
-        if t == nil then break end
-      until t == ""
-      break
+-- encode_query(t) -> "a=1&b=x%20y": keys sorted (the same table, the same
+-- string); an array value repeats its key; values are strings, numbers or
+-- booleans
+local function encode_query(t, level)
+  local keys = {}
+  for k in pairs(t) do
+    if type(k) ~= "string" and type(k) ~= "number" then
+      error(fmt("encode_query: key of type %s", type_name(k)), level + 1)
     end
-    total = total + size
-    if max and total > max then error(new_error("ProtocolError", "body too large", { status = 413 }), 0) end
-    parts[#parts + 1] = stream:read_exactly(size)
-    local crlf = stream:read_exactly(2)
-    if crlf ~= "\r\n" then error(new_error("ProtocolError", "chunk not followed by CRLF", { status = 400 }), 0) end
+    keys[#keys + 1] = k
   end
-  return concat(parts)
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local out = {}
+  local function add(k, v)
+    local tv = type(v)
+    if tv ~= "string" and tv ~= "number" and tv ~= "boolean" then
+      error(fmt("encode_query: value of %s is a %s", tostring(k), type_name(v)), level + 2)
+    end
+    out[#out + 1] = escape(k) .. "=" .. escape(tostring(v))
+  end
+  for _, k in ipairs(keys) do
+    local v = t[k]
+    if type(v) == "table" then for _, x in ipairs(v) do add(k, x) end else add(k, v) end
+  end
+  return concat(out, "&")
+end
+M.encode_query = encode_query
+function api.encode_query(t)
+  check_arg(t, 1, "table")
+  local ok, s = pcall(encode_query, t, 1)
+  if not ok then arg_error(1, (tostring(s):gsub("^.-encode_query: ", ""))) end
+  return s
 end
 
 -- head table | false at a clean EOF | nil, status, reason (read and parsed
--- natively, where it lies in the read buffer; stray CRLFs before a request
--- are skipped)
-local function read_head(stream, kind)
+-- natively, where it lies in the read buffer)
+function M.read_head(stream, kind)
   return stream:_read_head(kind)
 end
-M.read_chunked, M.read_head = read_chunked, read_head
 
 -- Headers (a handler's, a request's) as lines: a list value is sent as one line per item
 -- (Set-Cookie); a name that is not a token, or a value holding CR or LF
@@ -202,6 +230,54 @@ M.parse_url = parse_url
 function api.parse_url(url)
   check_arg(url, 1, "string")
   return parse_url(url)
+end
+
+-- RFC 3986 §5.2.4: "/a/b/../c/./d" -> "/a/c/d"
+local function remove_dot_segments(path)
+  local out = {}
+  local segs = {}
+  for seg in (path .. "/"):gmatch("([^/]*)/") do segs[#segs + 1] = seg end
+  -- the last piece: what follows the last "/" (gmatch above added one)
+  for i, seg in ipairs(segs) do
+    if seg == ".." then
+      if #out > 1 then out[#out] = nil end
+      if i == #segs then out[#out + 1] = "" end
+    elseif seg == "." then
+      if i == #segs then out[#out + 1] = "" end
+    else
+      out[#out + 1] = seg
+    end
+  end
+  local joined = concat(out, "/")
+  if path:sub(1, 1) == "/" and joined:sub(1, 1) ~= "/" then joined = "/" .. joined end
+  return joined
+end
+
+-- url_join(base, ref): ref resolved against base (RFC 3986 §5.2), as a
+-- browser follows a link or a Location header
+local function url_join(base, ref)
+  if ref:match("^%a[%w+.-]*:") then return ref end
+  local scheme, authority, path, query = base:match("^(%a[%w+.-]*):(//[^/?#]*)([^?#]*)%??([^#]*)")
+  if not scheme then error(new_error("ValueError", "not an absolute URL: " .. base), 3) end
+  local has_query = base:match("^[^#]*%?") ~= nil
+  local rpath, rrest = ref:match("^([^?#]*)(.*)$")
+  if ref:sub(1, 2) == "//" then return scheme .. ":" .. ref end
+  if rpath == "" then
+    if rrest:sub(1, 1) == "?" then return scheme .. ":" .. authority .. path .. rrest end
+    return scheme .. ":" .. authority .. path .. (has_query and ("?" .. query) or "") .. rrest
+  end
+  local merged
+  if rpath:sub(1, 1) == "/" then merged = rpath
+  elseif path == "" then merged = "/" .. rpath
+  else merged = path:match("^(.*/)") .. rpath end
+  if merged:sub(1, 1) ~= "/" then merged = "/" .. merged end
+  return scheme .. ":" .. authority .. remove_dot_segments(merged) .. rrest
+end
+M.url_join = url_join
+function api.url_join(base, ref)
+  check_arg(base, 1, "string")
+  check_arg(ref, 2, "string")
+  return url_join(base, ref)
 end
 
 return M

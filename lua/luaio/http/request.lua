@@ -1,0 +1,217 @@
+-- The server's request (API.md §6, §6b): target split (origin form, "*",
+-- absolute form), the body — read whole before the handler, or left to it
+-- (stream_body) through req:read / req:chunks / req:read_all —, json, form,
+-- cookies, and the ways to answer in pieces (req:respond, req:sse).
+local core = require "luaio.core"
+local check = require "luaio.check"
+local common = require "luaio.http.common"
+local body = require "luaio.http.body"
+local response = require "luaio.http.response"
+-- form and cookie parsing load on first use
+local function form() return require "luaio.http.form" end
+local function cookies() return require "luaio.http.cookies" end
+local json = require "luaio.json"
+
+local getmetatable = debug.getmetatable
+local new_error, arg_error, type_name, need_task = core.error, core.arg_error, core.type_name, core.need_task
+local check_self = check.check_self
+local headers_of, decode_query = common.headers_of, common.decode_query
+local type, tostring, error, pcall, setmetatable, rawget = type, tostring, error, pcall, setmetatable, rawget
+local math_type, fmt = math.type, string.format
+
+local M = {}
+
+local Request = { __name = "luaio.http.Request" }
+local methods = {}
+
+-- fields computed on first use: most handlers never look
+local lazy = {
+  query = function(req) return decode_query(rawget(req, "_query")) end,
+  cookies = function(req)
+    local h = req.headers.cookie
+    return h and cookies().parse_cookie_header(h) or {}
+  end,
+}
+Request.__index = function(req, k)
+  local make = lazy[k]
+  if make then
+    local v = make(req)
+    req[k] = v
+    return v
+  end
+  return methods[k]
+end
+
+local function abort(status, message)
+  return new_error("HTTPError", message, { status = status, abort = true,
+    body = fmt("%d %s: %s\n", status, common.REASONS[status], message) })
+end
+
+-- path, query of a request target; nil for a target that is neither a
+-- path, OPTIONS's "*", nor an absolute URL (RFC 9112 §3.2)
+local function split_target(method, target)
+  local path, query = target, nil
+  if target:find("[?#]") then path, query = target:match("^([^?#]*)%??([^#]*)") end
+  if path:sub(1, 1) == "/" then return path, query end
+  if target == "*" and method == "OPTIONS" then return "*", query end
+  local rest = path:match("^[hH][tT][tT][pP][sS]?://[^/]*(.*)$")   -- absolute form
+  if rest then return rest == "" and "/" or rest, query end
+  return nil
+end
+
+-- a new request from its head, or nil when its target is unusable
+function M.new(conn, head)
+  local path, query = split_target(head.method, head.target)
+  if not path then return nil end
+  return setmetatable({ method = head.method, target = head.target, path = path, _query = query,
+    headers = headers_of(head.headers), peer = conn.peer, version = head.version,
+    _conn = conn, _head = head }, Request)
+end
+
+local function send_continue(conn)
+  return function() conn.stream:write("HTTP/1.1 100 Continue\r\n\r\n") end
+end
+
+-- run the route's handler: the body first, unless the route streams it
+function M.run_handler(req, route)
+  local conn, head = req._conn, req._head
+  local max = route.max_body or conn.max_body
+  local length = head.content_length
+  if length and length > max then error(abort(413, fmt("body larger than %d bytes", max)), 0) end
+  if head.chunked or (length and length > 0) then
+    req._reader = body.reader(conn.stream, head.chunked and "chunked" or "length", length, max,
+      head.expect_continue and send_continue(conn) or nil, true)
+  end
+  if not route.stream_body then
+    local r = rawget(req, "_reader")
+    req.body = r and r:read_all() or ""
+  end
+  return route.handler(req)
+end
+
+-- the body could not be read (a timeout, the client left, malformed)
+function M.body_failed(req)
+  local r = rawget(req, "_reader")
+  return r ~= nil and r._state == "failed"
+end
+
+-- the request's body was read to its end: the connection can go on
+function M.finished(req)
+  local r = rawget(req, "_reader")
+  return r == nil or r._state == "done"
+end
+
+function M.writer_of(req) return rawget(req, "_res") end
+
+-- req:read([n]) ⏸ -> the next piece of the body, nil at its end
+function methods:read(n)
+  if getmetatable(self) ~= Request then check_self(self, Request) end
+  if n ~= nil and (math_type(n) ~= "integer" or n < 1) then
+    arg_error(1, "byte count (integer >= 1) expected, got " .. tostring(n))
+  end
+  need_task("req:read")
+  local whole = rawget(self, "body")
+  if whole then            -- read before the handler ran: hand it out in pieces
+    local at = rawget(self, "_at") or 1
+    if at > #whole then return nil end
+    local last = n and at + n - 1 or #whole
+    self._at = last + 1
+    return whole:sub(at, last)
+  end
+  local r = rawget(self, "_reader")
+  if not r then return nil end
+  return r:read(n)
+end
+
+-- req:chunks() -> iterator over the body's pieces
+function methods:chunks()
+  if getmetatable(self) ~= Request then check_self(self, Request) end
+  return function() return methods.read(self) end
+end
+
+-- req:read_all() ⏸ -> the rest of the body
+function methods:read_all()
+  if getmetatable(self) ~= Request then check_self(self, Request) end
+  need_task("req:read_all")
+  local whole = rawget(self, "body")
+  if whole then
+    local at = rawget(self, "_at") or 1
+    self._at = #whole + 1
+    return at == 1 and whole or whole:sub(at)
+  end
+  local r = rawget(self, "_reader")
+  if not r then return "" end
+  local all = r:read_all()
+  return all
+end
+
+local function whole_body(req)
+  local b = rawget(req, "body")
+  if b then return b end
+  b = methods.read_all(req)
+  req.body = b
+  return b
+end
+
+-- req:json(): a malformed body is the client's mistake: 400
+function methods:json()
+  if getmetatable(self) ~= Request then check_self(self, Request) end
+  local b = whole_body(self)
+  local ok, v = pcall(json.decode, b)
+  if not ok then error(abort(400, "malformed JSON body: " .. tostring(v):gsub("^aio%.json%.decode: ", "")), 2) end
+  return v
+end
+
+-- req:form() ⏸ -> fields of an urlencoded or multipart body
+function methods:form()
+  if getmetatable(self) ~= Request then check_self(self, Request) end
+  need_task("req:form")
+  local b = whole_body(self)
+  local ok, fields = pcall(form().parse, b, self.headers["content-type"] or "")
+  if not ok then
+    -- a malformed form (400) or another type (415) is the client's mistake: an answer
+    if type(fields) == "table" and fields.status then fields.abort = true end
+    error(fields, 2)
+  end
+  return fields
+end
+
+local function check_status(status, level)
+  if math_type(status) ~= "integer" or status < 100 or status > 999 then
+    arg_error(1, "HTTP status (integer 100-999) expected, got " .. tostring(status), level + 1)
+  end
+end
+
+-- req:respond(status [, headers]) ⏸ -> the response writer; the head goes out now
+function methods:respond(status, headers)
+  if getmetatable(self) ~= Request then check_self(self, Request) end
+  check_status(status, 1)
+  if headers ~= nil and type(headers) ~= "table" then arg_error(2, "table expected, got " .. type_name(headers)) end
+  need_task("req:respond")
+  if rawget(self, "_res") then error(new_error("RuntimeError", "the response was already started"), 2) end
+  local res = response.writer(self, self._conn, status, headers, 1)
+  self._res = res
+  return res
+end
+
+-- req:sse([headers]) ⏸ -> a Server-Sent Events writer
+function methods:sse(headers)
+  if getmetatable(self) ~= Request then check_self(self, Request) end
+  if headers ~= nil and type(headers) ~= "table" then arg_error(1, "table expected, got " .. type_name(headers)) end
+  need_task("req:sse")
+  if rawget(self, "_res") then error(new_error("RuntimeError", "the response was already started"), 2) end
+  local h = { ["Content-Type"] = "text/event-stream", ["Cache-Control"] = "no-cache",
+    ["X-Accel-Buffering"] = "no" }            -- nginx: pass each event on at once
+  for k, v in pairs(headers or {}) do
+    if type(k) == "string" then
+      for name in pairs(h) do if name:lower() == k:lower() then h[name] = nil end end
+    end
+    h[k] = v
+  end
+  local res = response.writer(self, self._conn, 200, h, 1)
+  self._res = res
+  return response.sse(res)
+end
+
+M.Request = Request
+return M
