@@ -72,7 +72,9 @@ function Response:read(n)
     self._at = true
     return self.body ~= "" and self.body or nil
   end
-  local ok, piece = pcall(r.read, r, n)
+  local ok, piece
+  if self._timeout then ok, piece = pcall(with_timeout, self._timeout, r.read, r, n)
+  else ok, piece = pcall(r.read, r, n) end
   if not ok then
     if not is_error(piece, "CancelledError") then body_finished(self) end
     error(piece, 0)
@@ -297,7 +299,8 @@ local function perform(self, method, url, opts)
     req_body = encode_query(opts.form, 1)
     if not has_header(headers, "content-type") then headers["Content-Type"] = "application/x-www-form-urlencoded" end
   end
-  if opts.decompress ~= false and not has_header(headers, "accept-encoding") then
+  -- sent with decompress = false too: the raw coded body is what a proxy passes on
+  if not has_header(headers, "accept-encoding") then
     headers["Accept-Encoding"] = "gzip, deflate"
   end
   if opts.params then
@@ -324,7 +327,9 @@ local function perform(self, method, url, opts)
     if not ok2 then s:close() slot:release() error(reader, 0) end
     local conn = { stream = s, release = function() slot:release() end,
       checkin = function() checkin(self, key, s) end }
+    -- a streamed body's reads have the request's timeout each
     resp._reader, resp._reusable, resp._conn = reader, reusable, conn
+    resp._timeout = opts.stream and (opts.timeout or self.timeout) or nil
     if not reader then
       resp._conn = nil
       if reusable then conn.checkin() else s:close() end
