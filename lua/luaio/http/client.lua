@@ -63,7 +63,7 @@ end
 function Response:read(n)
   if getmetatable(self) ~= Response then check_self(self, Response) end
   if n ~= nil and (math.type(n) ~= "integer" or n < 1) then
-    arg_error(1, "byte count (integer >= 1) expected, got " .. tostring(n))
+    arg_error(2, "byte count (integer >= 1) expected, got " .. tostring(n))
   end
   need_task("resp:read")
   local r = self._reader

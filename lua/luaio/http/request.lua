@@ -107,7 +107,7 @@ function M.writer_of(req) return rawget(req, "_res") end
 function methods:read(n)
   if getmetatable(self) ~= Request then check_self(self, Request) end
   if n ~= nil and (math_type(n) ~= "integer" or n < 1) then
-    arg_error(1, "byte count (integer >= 1) expected, got " .. tostring(n))
+    arg_error(2, "byte count (integer >= 1) expected, got " .. tostring(n))
   end
   need_task("req:read")
   local whole = rawget(self, "body")
@@ -178,7 +178,7 @@ end
 
 local function check_status(status, level)
   if math_type(status) ~= "integer" or status < 100 or status > 999 then
-    arg_error(1, "HTTP status (integer 100-999) expected, got " .. tostring(status), level + 1)
+    arg_error(2, "HTTP status (integer 100-999) expected, got " .. tostring(status), level + 1)
   end
 end
 
@@ -186,7 +186,7 @@ end
 function methods:respond(status, headers)
   if getmetatable(self) ~= Request then check_self(self, Request) end
   check_status(status, 1)
-  if headers ~= nil and type(headers) ~= "table" then arg_error(2, "table expected, got " .. type_name(headers)) end
+  if headers ~= nil and type(headers) ~= "table" then arg_error(3, "table expected, got " .. type_name(headers)) end
   need_task("req:respond")
   if rawget(self, "_res") then error(new_error("RuntimeError", "the response was already started"), 2) end
   local res = response.writer(self, self._conn, status, headers, 1)
@@ -197,7 +197,7 @@ end
 -- req:sse([headers]) ⏸ -> a Server-Sent Events writer
 function methods:sse(headers)
   if getmetatable(self) ~= Request then check_self(self, Request) end
-  if headers ~= nil and type(headers) ~= "table" then arg_error(1, "table expected, got " .. type_name(headers)) end
+  if headers ~= nil and type(headers) ~= "table" then arg_error(2, "table expected, got " .. type_name(headers)) end
   need_task("req:sse")
   if rawget(self, "_res") then error(new_error("RuntimeError", "the response was already started"), 2) end
   local h = { ["Content-Type"] = "text/event-stream", ["Cache-Control"] = "no-cache",

@@ -137,7 +137,7 @@ function Writer:write(data)
   if getmetatable(self) ~= Writer then check_self(self, Writer) end
   local t = type(data)
   if t == "number" then data = tostring(data)
-  elseif t ~= "string" then arg_error(1, "string expected, got " .. type_name(data)) end
+  elseif t ~= "string" then arg_error(2, "string expected, got " .. type_name(data)) end
   if self.closed then error(new_error("RuntimeError", "the response is closed"), 2) end
   local n, framing = #data, self._framing
   if n == 0 or framing == "none" then return self end
@@ -189,13 +189,13 @@ end
 -- sse:send{data=, event=, id=, retry=} ⏸
 function SSE:send(ev)
   if getmetatable(self) ~= SSE then check_self(self, SSE) end
-  if type(ev) ~= "table" then arg_error(1, "table expected, got " .. type_name(ev)) end
+  if type(ev) ~= "table" then arg_error(2, "table expected, got " .. type_name(ev)) end
   local out = {}
   if ev.event ~= nil then out[#out + 1] = field_line("event", ev.event) end
   if ev.id ~= nil then out[#out + 1] = field_line("id", ev.id) end
   if ev.retry ~= nil then
     if math.type(ev.retry) ~= "integer" or ev.retry < 0 then
-      arg_error(1, "retry: integer >= 0 (milliseconds) expected, got " .. tostring(ev.retry))
+      arg_error(2, "retry: integer >= 0 (milliseconds) expected, got " .. tostring(ev.retry))
     end
     out[#out + 1] = "retry: " .. ev.retry .. "\n"
   end
@@ -204,7 +204,7 @@ function SSE:send(ev)
     local t = type(data)
     if t == "table" then data = json.encode(data)
     elseif t ~= "string" and t ~= "number" and t ~= "boolean" then
-      arg_error(1, "data: string expected, got " .. type_name(data))
+      arg_error(2, "data: string expected, got " .. type_name(data))
     end
     data = tostring(data)
     -- every line of data its own data: line; CRLF, CR and LF all end a line
@@ -212,7 +212,7 @@ function SSE:send(ev)
       out[#out + 1] = "data: " .. line .. "\n"
     end
   end
-  if #out == 0 then arg_error(1, "an event needs data, event, id or retry") end
+  if #out == 0 then arg_error(2, "an event needs data, event, id or retry") end
   out[#out + 1] = "\n"
   self._w:write(concat(out))
 end
@@ -221,7 +221,7 @@ end
 function SSE:comment(text)
   if getmetatable(self) ~= SSE then check_self(self, SSE) end
   local t = type(text)
-  if t ~= "string" and t ~= "number" and text ~= nil then arg_error(1, "string expected, got " .. type_name(text)) end
+  if t ~= "string" and t ~= "number" and text ~= nil then arg_error(2, "string expected, got " .. type_name(text)) end
   local out = {}
   for line in (tostring(text or ""):gsub("\r\n?", "\n") .. "\n"):gmatch("([^\n]*)\n") do
     out[#out + 1] = ": " .. line .. "\n"
