@@ -446,6 +446,29 @@ static void set_alpn(lua_State *L, SSL_CTX *ctx, int server) {
   }
 }
 
+/* The TLS 1.2 suites a server accepts: forward secret (ECDHE) and AEAD
+** only, in the order it prefers them (AES-GCM first: hardware accelerated
+** almost everywhere). CBC suites and RSA key exchange are what scanners
+** such as testssl.sh flag; every client of the last decade has these. */
+#define SERVER_TLS12_CIPHERS \
+  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+  "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+  "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+/* The protocol profile ("modern", as Mozilla's intermediate minus the
+** DHE suites): TLS 1.2 at least, for clients too; TLS 1.3 keeps OpenSSL's
+** default suites (all AEAD). No renegotiation (a memory-BIO session never
+** re-handshakes, and client-initiated renegotiation is a DoS lever) and no
+** compression (CRIME). A server picks the suite by its own order, so a
+** client listing a weaker suite first does not get it. -> 1 on success */
+static int set_profile(SSL_CTX *ctx, int server) {
+  if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) return 0;
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  if (!server) return 1;
+  SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+  return SSL_CTX_set_cipher_list(ctx, SERVER_TLS12_CIPHERS);
+}
+
 static int l_tls_context(lua_State *L) {
   luaio_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -473,8 +496,8 @@ static int l_tls_context(lua_State *L) {
   c->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
   if (!c->ctx) return luaio_error(L, "TLSError", "TLS_ERROR", "cannot create a TLS context");
   SSL_CTX *ctx = c->ctx;
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);    /* a memory BIO session never re-handshakes */
+  if (set_profile(ctx, server) != 1)
+    return luaio_error(L, "TLSError", "TLS_ERROR", "cannot set the TLS protocol profile");
   /* an idle connection gives back its ~34 KiB of record buffers (as nginx
   ** does): thousands of idle keep-alive clients must not cost a GiB */
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);

@@ -12,5 +12,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq
+  # packages such as nginx start their system service on install: not here
+  # (the tests start their own, in the foreground, by PID)
+  policy=/usr/sbin/policy-rc.d
+  added_policy=0
+  if [ ! -e $policy ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee $policy >/dev/null
+    $SUDO chmod +x $policy
+    added_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ $added_policy = 1 ]; then $SUDO rm -f $policy; fi
 fi
