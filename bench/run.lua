@@ -126,6 +126,7 @@ end
 -- absolute, for nginx resolves relative paths against its own prefix
 local CERTS = aio.exec({ "realpath", OUT }).stdout:match("[^\n]+") .. "/certs"
 local CERT, KEY = CERTS .. "/server.pem", CERTS .. "/server.key"
+local FILES = CERTS:gsub("/certs$", "/files")
 
 local net = {
   { name = "echo", what = "50 connections ping-ponging 1 KiB (C client)", key = "messages_per_second",
@@ -157,6 +158,20 @@ local net = {
       { "luaio", function(p) return { LUAIO, "bench/https/luaio.lua", p, CERT, KEY } end },
       { "node", function(p) return { "node", "bench/https/node.js", p, CERT, KEY } end, have_node },
       { "nginx", function(p) return nginx_cmd("bench/https/nginx.conf", { PORT = p, CERT = CERT, KEY = KEY }) end, have_nginx },
+    } },
+  { name = "download", what = "a 1 GiB file, one curl at a time", key = "bytes_per_second",
+    load = function(port)
+      return { "taskset", "-c", "1", "curl", "-s", "-o", "/dev/null", "-w", "metric bytes_per_second %{speed_download}\n",
+               "http://127.0.0.1:" .. port .. "/download.bin" }
+    end,
+    -- a sparse file: the page cache holds its zeros, so the disk is out of the measure
+    setup = function()
+      os.execute("mkdir -p " .. FILES .. " && truncate -s 1G " .. FILES .. "/download.bin")
+    end,
+    peers = {
+      { "luaio", function(p) return { LUAIO, "bench/download/luaio.lua", p, FILES } end },
+      { "node", function(p) return { "node", "bench/download/node.js", p, FILES } end, have_node },
+      { "nginx", function(p) return nginx_cmd("bench/download/nginx.conf", { PORT = p, ROOT = FILES }) end, have_nginx },
     } },
 }
 
