@@ -39,7 +39,8 @@ local function check_opts(opts, n, fields, level)
     local v = opts[k]
     if v ~= nil then
       local t, bad = type(v), nil
-      if kind == "tls" then bad = t ~= "table" and t ~= "boolean"
+      if kind == "any" then bad = false     -- the caller checks it
+      elseif kind == "tls" then bad = t ~= "table" and t ~= "boolean"
       elseif kind == "seconds" then bad = t ~= "number" or not (v >= 0)
       elseif kind == "count" then bad = math_type(v) ~= "integer" or v < 0
       elseif kind == "count1" then bad = math_type(v) ~= "integer" or v < 1
