@@ -584,13 +584,11 @@ describe("HTTP file responses", function()
       local t0 = aio.now()
       local out, err, code = S.bg("curl -sS -o /dev/null -w '%{http_code} %{size_download}' http://127.0.0.1:"
         .. s.port .. "/big"):wait(120)
-      local seconds = aio.now() - t0
       sampler:cancel()
       assert.equals(0, code, err)
       assert.equals("200 209715200", out)
-      assert.is_true(peak < 64 * 1024, ("RSS peaked at %d KiB (before: %d KiB)"):format(peak, before))
+      -- (the growth: inside the whole suite this process already holds what earlier specs left)
       assert.is_true(peak - before < 32 * 1024, ("RSS grew by %d KiB"):format(peak - before))
-      io.stderr:write(("\n[200 MB in %.2f s, RSS %d -> peak %d KiB]\n"):format(seconds, before, peak))
       -- a range deep in the file
       local st, h, body = get(s.port, "/big", "Range: bytes=209715190-\r\n")
       assert.equals(206, st)

@@ -21,7 +21,9 @@ int luaio_http_read_head(lua_State *L, luaio_readbuf *b, int is_request) {
     luaio_rb_consume(b, n);
     return r;
   }
-  if (hit || b->len > b->limit) return refuse(L, 431, "head too large");
+  /* no blank line yet: a head of exactly limit bytes may still be missing
+  ** up to 3 bytes of its final CRLFCRLF */
+  if (hit || b->len > b->limit + 3) return refuse(L, 431, "head too large");
   if (b->err) return RB_FAIL;
   if (!b->eof) return RB_WAIT;
   if (b->len == 0) { lua_pushboolean(L, 0); return 1; }

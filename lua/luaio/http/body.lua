@@ -27,7 +27,8 @@ Reader.__name = "luaio.http.BodyReader"
 -- are answers the server gives (413, 400) when the handler lets them through.
 function M.reader(stream, framing, length, max, on_start, server)
   return setmetatable({ _s = stream, _framing = framing, _left = length or 0, _max = max,
-    _total = 0, _state = "body", _on_start = on_start, _chunks = 0, _server = server or nil }, Reader)
+    _total = 0, _state = "body", _on_start = on_start, _crlf = false, _trailers = false,
+    _server = server or nil }, Reader)
 end
 
 local function too_large(self, max)
@@ -43,24 +44,33 @@ local function closed_inside()
   return new_error("ConnectionError", "the connection closed inside the body", { code = "ECONNRESET" })
 end
 
--- the next chunk's size, or 0 once the last chunk and the trailers are read
+-- the next chunk's size, or 0 once the last chunk and the trailers are read.
+-- Each step is recorded once done (_crlf: the CRLF after a chunk's data is
+-- still to read; _trailers: the last chunk was seen), so that a read
+-- cancelled while it waits resumes where it stopped.
 local function next_chunk(self)
   local s = self._s
-  if self._chunks > 0 and s:read_exactly(2) ~= "\r\n" then error(malformed(self, "chunk not followed by CRLF"), 0) end
-  self._chunks = self._chunks + 1
-  local line = s:read_until("\r\n")
-  if not line then error(closed_inside(), 0) end
-  local size, why = chunk_size(line)
-  if not size then error(malformed(self, why), 0) end
-  if size == 0 then
-    repeat                                   -- trailers, ignored
-      local t = s:read_until("\r\n")
-      if t and t:find("[\r\n]") then error(malformed(self, "bare CR or LF in a trailer"), 0) end
-    until t == nil or t == ""
-    return 0
+  if self._crlf then
+    if s:read_exactly(2) ~= "\r\n" then error(malformed(self, "chunk not followed by CRLF"), 0) end
+    self._crlf = false
   end
-  if self._max and self._total + size > self._max then error(too_large(self), 0) end
-  return size
+  if not self._trailers then
+    local line = s:read_until("\r\n")
+    if not line then error(closed_inside(), 0) end
+    local size, why = chunk_size(line)
+    if not size then error(malformed(self, why), 0) end
+    if size > 0 then
+      if self._max and self._total + size > self._max then error(too_large(self), 0) end
+      self._crlf = true
+      return size
+    end
+    self._trailers = true
+  end
+  repeat                                     -- trailers, ignored
+    local t = s:read_until("\r\n")
+    if t and t:find("[\r\n]") then error(malformed(self, "bare CR or LF in a trailer"), 0) end
+  until t == nil or t == ""
+  return 0
 end
 
 -- the next raw piece of at most n bytes, nil at the end of the body
@@ -78,8 +88,16 @@ local function raw_piece(self, n)
   return piece
 end
 
--- read([n]) ⏸ -> the next piece (at most n bytes before decoding), nil at the end
-function Reader:read(n)
+-- what a cancelled read_all had read already: handed out first (at most n bytes)
+local function take_held(self, n)
+  local s = concat(self._held)
+  self._held = nil
+  if n and #s > n then s, self._held = s:sub(1, n), { s:sub(n + 1) } end
+  return s
+end
+
+-- the next piece (at most n bytes before decoding), nil at the end
+local function next_piece(self, n)
   if self._state ~= "body" then
     if self._state == "failed" then error(self._err, 0) end
     return nil
@@ -94,7 +112,8 @@ function Reader:read(n)
   if not ok and core.is_error(piece, "LimitOverrunError") then ok, piece = false, malformed(self, "chunk line too long") end
   if not ok then
     -- a cancellation leaves the reader as it was: the piece is still in the stream
-    if not core.is_error(piece, "CancelledError") then self._state, self._err = "failed", piece end
+    -- (a failure drops what a read_all had held: the error is what comes next)
+    if not core.is_error(piece, "CancelledError") then self._state, self._err, self._held = "failed", piece, nil end
     error(piece, 0)
   end
   if piece == nil then
@@ -102,16 +121,29 @@ function Reader:read(n)
     return nil
   end
   if not self._inflate then self._total = self._total + #piece end
-  if piece == "" then return self:read(n) end     -- the decoder wants more input
+  if piece == "" then return next_piece(self, n) end     -- the decoder wants more input
   return piece
 end
 
--- read_all() ⏸ -> the rest of the body as one string
+-- read([n]) ⏸ -> the next piece (at most n bytes before decoding), nil at the end
+function Reader:read(n)
+  if self._held then return take_held(self, n) end
+  return next_piece(self, n)
+end
+
+-- read_all() ⏸ -> the rest of the body as one string. The pieces read so
+-- far are kept in the reader while it waits: a cancelled read_all loses
+-- nothing (the next read or read_all gets them).
 function Reader:read_all()
   local parts = {}
+  if self._held then parts[1] = take_held(self) end
   while true do
-    local piece = self:read()
-    if not piece then return concat(parts) end
+    self._held = parts[1] and parts or nil
+    local piece = next_piece(self)
+    if not piece then
+      self._held = nil
+      return concat(parts)
+    end
     parts[#parts + 1] = piece
   end
 end
@@ -120,10 +152,24 @@ function Reader:done() return self._state == "done" end
 
 -- Decode what comes through zlib ("gzip", "deflate"): the decoded size is
 -- what max bounds then (a small bomb cannot grow past it).
+-- "deflate" is zlib data (RFC 9110 §8.4.1.2), but some servers send raw
+-- deflate: told apart by the zlib header's check bits, as curl and browsers do
+local function deflate_format(first2)
+  local cmf, flg = first2:byte(1, 2)
+  return (cmf % 16 == 8 and (cmf * 256 + flg) % 31 == 0) and "zlib" or "raw"
+end
+
 function Reader:decode(coding)
-  local inflater = core.inflater(coding == "gzip" and "gzip" or "auto", self._max)
+  local max, inflater, held = self._max, nil, ""
+  if coding == "gzip" then inflater = core.inflater("gzip", max) end
   self._max = nil
   self._inflate = function(piece)
+    if not inflater then                       -- deflate: wait for two bytes to tell which
+      if piece ~= nil and #held + #piece < 2 then held = held .. piece return "" end
+      piece = held .. (piece or "")
+      if #piece < 2 then error(malformed(self, "truncated deflate data"), 0) end
+      inflater = core.inflater(deflate_format(piece), max)
+    end
     if piece == nil then
       if not inflater:finished() then error(malformed(self, "truncated " .. coding .. " data"), 0) end
       inflater:close()

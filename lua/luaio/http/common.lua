@@ -68,7 +68,13 @@ local REASONS = {
   [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
   [405] = "Method Not Allowed", [408] = "Request Timeout", [409] = "Conflict", [411] = "Length Required",
   [412] = "Precondition Failed", [413] = "Content Too Large", [415] = "Unsupported Media Type",
-  [416] = "Range Not Satisfiable", [418] = "I'm a teapot", [429] = "Too Many Requests",
+  [416] = "Range Not Satisfiable", [402] = "Payment Required", [406] = "Not Acceptable",
+  [410] = "Gone", [414] = "URI Too Long", [417] = "Expectation Failed", [421] = "Misdirected Request",
+  [422] = "Unprocessable Content", [423] = "Locked", [424] = "Failed Dependency", [425] = "Too Early",
+  [426] = "Upgrade Required", [428] = "Precondition Required", [451] = "Unavailable For Legal Reasons",
+  [101] = "Switching Protocols", [203] = "Non-Authoritative Information", [205] = "Reset Content",
+  [407] = "Proxy Authentication Required", [506] = "Variant Also Negotiates", [507] = "Insufficient Storage",
+  [508] = "Loop Detected", [511] = "Network Authentication Required", [418] = "I'm a teapot", [429] = "Too Many Requests",
   [431] = "Request Header Fields Too Large", [500] = "Internal Server Error",
   [501] = "Not Implemented", [502] = "Bad Gateway", [503] = "Service Unavailable",
   [504] = "Gateway Timeout", [505] = "HTTP Version Not Supported",
@@ -190,8 +196,13 @@ local function header_block(headers)
     if lk == "host" then has_host = true end
     local items = type(v) == "table" and v or { v }
     for _, x in ipairs(items) do
+      local tx = type(x)
+      if tx ~= "string" and tx ~= "number" then
+        return nil, "header " .. k .. ": string expected, got " .. type_name(x)
+      end
       x = tostring(x)
       if x:find("[\r\n]") then return nil, "header " .. k .. " holds a line break" end
+      if x:find("\0", 1, true) then return nil, "header " .. k .. " holds a NUL byte" end
       out[#out + 1] = k .. ": " .. x .. "\r\n"
     end
   end

@@ -68,22 +68,46 @@ function M.new(conn, head)
     _conn = conn, _head = head }, Request)
 end
 
-local function send_continue(conn)
-  return function() conn.stream:write("HTTP/1.1 100 Continue\r\n\r\n") end
+-- "100 Continue" once the handler starts reading, unless its answer began
+-- already (a 1xx after the final head would corrupt the response)
+local function send_continue(req)
+  return function()
+    if not rawget(req, "_res") then req._conn.stream:write("HTTP/1.1 100 Continue\r\n\r\n") end
+  end
+end
+
+local function has_body(head) return head.chunked or (head.content_length or 0) > 0 end
+
+-- The body's reader, made on first use: by run_handler, or earlier by a
+-- middleware that reads the body (the server's max_body then, until the
+-- route is known). nil when the request has no body.
+local function reader_of(req)
+  local r = rawget(req, "_reader")
+  if r or not has_body(req._head) then return r end
+  local conn, head = req._conn, req._head
+  local max = rawget(req, "_max") or conn.max_body
+  local length = head.content_length
+  if length and length > max then error(abort(413, fmt("body larger than %d bytes", max)), 0) end
+  r = body.reader(conn.stream, head.chunked and "chunked" or "length", length, max,
+    head.expect_continue and send_continue(req) or nil, true)
+  req._reader = r
+  return r
 end
 
 -- run the route's handler: the body first, unless the route streams it
 function M.run_handler(req, route)
-  local conn, head = req._conn, req._head
-  local max = route.max_body or conn.max_body
-  local length = head.content_length
-  if length and length > max then error(abort(413, fmt("body larger than %d bytes", max)), 0) end
-  if head.chunked or (length and length > 0) then
-    req._reader = body.reader(conn.stream, head.chunked and "chunked" or "length", length, max,
-      head.expect_continue and send_continue(conn) or nil, true)
+  local max = route.max_body or req._conn.max_body
+  req._max = max
+  local length = req._head.content_length
+  local r = rawget(req, "_reader")
+  -- (a middleware that read, before the route was known, read within the server's limit)
+  if (length and length > max) or (r and r._total > max) then
+    error(abort(413, fmt("body larger than %d bytes", max)), 0)
   end
-  if not route.stream_body then
-    local r = rawget(req, "_reader")
+  if r then r._max = max end      -- a middleware began reading: the route's limit from now on
+  -- (a middleware may call next twice: the body is read from the stream once)
+  if not route.stream_body and rawget(req, "body") == nil then
+    r = reader_of(req)
     req.body = r and r:read_all() or ""
   end
   return route.handler(req)
@@ -95,10 +119,14 @@ function M.body_failed(req)
   return r ~= nil and r._state == "failed"
 end
 
--- the request's body was read to its end: the connection can go on
+-- the request's body was read to its end (or it has none): the connection
+-- can go on. A body nobody read (no route, a 413 on its length, a
+-- middleware that answered first, a handler that did not read) makes the
+-- next request's start unknown.
 function M.finished(req)
   local r = rawget(req, "_reader")
-  return r == nil or r._state == "done"
+  if r then return r._state == "done" end
+  return not has_body(req._head)
 end
 
 function M.writer_of(req) return rawget(req, "_res") end
@@ -118,9 +146,11 @@ function methods:read(n)
     self._at = last + 1
     return whole:sub(at, last)
   end
-  local r = rawget(self, "_reader")
+  local r = reader_of(self)
   if not r then return nil end
-  return r:read(n)
+  local piece = r:read(n)
+  self._taken = true          -- read_all no longer returns the whole body
+  return piece
 end
 
 -- req:chunks() -> iterator over the body's pieces
@@ -139,9 +169,11 @@ function methods:read_all()
     self._at = #whole + 1
     return at == 1 and whole or whole:sub(at)
   end
-  local r = rawget(self, "_reader")
+  local r = reader_of(self)
   if not r then return "" end
   local all = r:read_all()
+  -- the whole body, read from its start: it is req.body from now on
+  if not rawget(self, "_taken") then self.body, self._at = all, #all + 1 end
   return all
 end
 
@@ -149,7 +181,8 @@ local function whole_body(req)
   local b = rawget(req, "body")
   if b then return b end
   b = methods.read_all(req)
-  req.body = b
+  -- read here from the stream (stream_body): req:read goes on at its end
+  req.body, req._at = b, #b + 1
   return b
 end
 
@@ -170,7 +203,10 @@ function methods:form()
   local ok, fields = pcall(form().parse, b, self.headers["content-type"] or "")
   if not ok then
     -- a malformed form (400) or another type (415) is the client's mistake: an answer
-    if type(fields) == "table" and fields.status then fields.abort = true end
+    if type(fields) == "table" and fields.status then
+      fields.abort = true
+      fields.body = fields.body or fmt("%d %s\n", fields.status, tostring(fields.message))
+    end
     error(fields, 2)
   end
   return fields
@@ -189,7 +225,7 @@ function methods:respond(status, headers)
   if headers ~= nil and type(headers) ~= "table" then arg_error(3, "table expected, got " .. type_name(headers)) end
   need_task("req:respond")
   if rawget(self, "_res") then error(new_error("RuntimeError", "the response was already started"), 2) end
-  local res = response.writer(self, self._conn, status, headers, 1)
+  local res = response.writer(self, self._conn, status, headers, 1, 3)
   self._res = res
   return res
 end
@@ -208,7 +244,7 @@ function methods:sse(headers)
     end
     h[k] = v
   end
-  local res = response.writer(self, self._conn, 200, h, 1)
+  local res = response.writer(self, self._conn, 200, h, 1, 2)
   self._res = res
   return response.sse(res)
 end

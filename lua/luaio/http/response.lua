@@ -71,16 +71,20 @@ function M.send_simple(conn, status)
   M.send_head(conn, status, NO_HEADERS, fmt("%d %s\n", status, REASONS[status] or ""), false)
 end
 
--- Accept-Encoding names gzip (or *) with a q-value above 0
+-- Accept-Encoding allows gzip: a gzip (or x-gzip) item decides, else "*";
+-- a q-value of 0 refuses (RFC 9110 12.5.3)
 function M.accepts_gzip(accept)
+  local star = false
   for item in accept:lower():gmatch("[^,]+") do
     local coding, params = item:match("^%s*([%w*-]+)%s*(.*)$")
-    if coding == "gzip" or coding == "x-gzip" or coding == "*" then
-      local q = params and params:match(";%s*q%s*=%s*([%d.]+)")
-      if not q or tonumber(q) and tonumber(q) > 0 then return true end
+    if coding then
+      local q = params:match(";%s*q%s*=%s*([%d.]+)")
+      local allowed = not q or (tonumber(q) or 0) > 0
+      if coding == "gzip" or coding == "x-gzip" then return allowed end
+      if coding == "*" then star = allowed end
     end
   end
-  return false
+  return star
 end
 
 -- The response writer -------------------------------------------------
@@ -93,39 +97,45 @@ local function header_value(headers, name)
   end
 end
 
--- a write that failed because the peer left is a ConnectionError
-local function write(stream, ...)
+-- A write that failed because the peer left is a ConnectionError. The
+-- connection remembers that its client is gone (or stopped reading for
+-- body_timeout seconds): the server does not log a handler that ends by it.
+local function write(conn, ...)
+  local stream = conn.stream
   local ok, err = pcall(stream.write, stream, ...)
   if not ok then
     if is_error(err, "OSError") and (err.code == "EPIPE" or err.code == "EBADF") then
       err = new_error("ConnectionError", "the client went away: " .. tostring(err.message), { code = err.code })
     end
+    if is_error(err, "ConnectionError") or is_error(err, "TimeoutError") then conn.gone = true end
     error(err, 0)
   end
 end
 
--- req:respond's work: the head goes out now; -> Writer
-function M.writer(req, conn, status, headers, level)
+-- req:respond's and req:sse's work: the head goes out now; -> Writer.
+-- argn: the headers' argument number (self is #1), for errors
+function M.writer(req, conn, status, headers, level, argn)
   level = (level or 1) + 1
   local extra, has_type, has_length = "", false, false
   if headers ~= nil and next(headers) ~= nil then
     extra, has_type, has_length = header_block(headers)
-    if not extra then arg_error(3, "headers: " .. has_type, level) end
+    if not extra then arg_error(argn, "headers: " .. has_type, level) end
   end
   local framing, left, te = "chunked", nil, "Transfer-Encoding: chunked\r\n"
   if has_no_body(status) or req.method == "HEAD" then
     framing, te = "none", ""
   elseif has_length then
     left = math.tointeger(tonumber(header_value(headers, "content-length")))
-    if not left or left < 0 then arg_error(3, "headers: Content-Length: integer >= 0 expected", level) end
+    if not left or left < 0 then arg_error(argn, "headers: Content-Length: integer >= 0 expected", level) end
     framing, te = "length", ""
-  elseif req.version == "1.0" then    -- no chunked coding in HTTP/1.0: the end of the connection ends the body
+  elseif req.version == "HTTP/1.0" then    -- no chunked coding in HTTP/1.0: the end of the connection ends the body
     framing, te = "eof", ""
     conn.keep_alive = false
   end
+  -- (_stream: files.lua raises its high-water mark while it sends)
   local w = setmetatable({ _stream = conn.stream, _conn = conn, _framing = framing, _left = left,
     status = status, bytes = 0, closed = false }, Writer)
-  write(conn.stream, status_lines[status], extra,
+  write(conn, status_lines[status], extra,
     (has_type or has_no_body(status)) and "" or "Content-Type: application/octet-stream\r\n",
     te, date_and_server(), conn.extra_head,
     conn.keep_alive and "\r\n" or "Connection: close\r\n\r\n")
@@ -142,7 +152,7 @@ function Writer:write(data)
   local n, framing = #data, self._framing
   if n == 0 or framing == "none" then return self end
   if framing == "chunked" then
-    write(self._stream, fmt("%x\r\n", n), data, "\r\n")
+    write(self._conn, fmt("%x\r\n", n), data, "\r\n")
   else
     if framing == "length" then
       if n > self._left then
@@ -150,7 +160,7 @@ function Writer:write(data)
       end
       self._left = self._left - n
     end
-    write(self._stream, data)
+    write(self._conn, data)
   end
   self.bytes = self.bytes + n
   return self
@@ -163,7 +173,7 @@ function Writer:close()
   self.closed = true
   local framing = self._framing
   if framing == "chunked" then
-    write(self._stream, "0\r\n\r\n")
+    write(self._conn, "0\r\n\r\n")
   elseif framing == "length" and self._left > 0 then
     self._conn.keep_alive = false       -- a body shorter than announced: only closing tells
   end

@@ -28,10 +28,11 @@ local M = {}
 local App = router.App
 
 -- the server's options (app(opts), listen's opts) that this file reads;
--- start_server checks its own (backlog, reuseport, max_connections, tls)
+-- start_server checks its own (backlog, reuseport, max_connections, tls);
+-- access_log and hsts, of several types, are checked below
 local SERVER_OPTS = { header_timeout = "seconds", keepalive_timeout = "seconds", body_timeout = "seconds",
   max_body = "count", max_header = "count1", backlog = "count", max_connections = "count1",
-  compress = "boolean", access_log = "any", hsts = "any" }
+  compress = "boolean" }
 -- the defaults that protect a server (API.md §6b)
 local DEFAULTS = { header_timeout = 60, keepalive_timeout = 75, body_timeout = 60,
   max_body = 1024 * 1024, max_header = 64 * 1024 }
@@ -65,11 +66,23 @@ function M.abort(status, body, headers)
     { status = status, body = body, headers = headers, abort = true }), 2)
 end
 
+-- no answer: the connection ends (also when a middleware drops the 4th value)
+local function gone(req)
+  req._gone = true
+  return nil, nil, nil, "close"
+end
+
 -- An error out of a handler or a middleware as body, status, headers:
 -- aborts and body failures (413, 400, 408) are answers; anything else a
 -- 500, logged with its traceback. A cancellation goes on.
 local function error_response(req, err)
   if is_error(err, "CancelledError") then error(err, 0) end
+  req._failed = true                       -- a streamed answer begun is cut short
+  -- a streamed answer's client went away (or stopped reading): nobody to
+  -- answer, nothing to log
+  if req._conn.gone and (is_error(err, "ConnectionError") or is_error(err, "TimeoutError")) then
+    return gone(req)
+  end
   if type(err) == "table" and err.abort then
     local status = err.status
     local body = err.body
@@ -79,9 +92,7 @@ local function error_response(req, err)
   if is_error(err, "TimeoutError") and request.body_failed(req) then
     return "408 Request Timeout\n", 408
   end
-  if request.body_failed(req) then
-    return nil, nil, nil, "close"          -- the client went away while sending
-  end
+  if request.body_failed(req) then return gone(req) end   -- the client went away while sending
   local where = type(err) == "table" and err.traceback or ""
   io.stderr:write(fmt("luaio: handler for %s %s failed: %s%s\n", req.method, req.path, tostring(err),
     where ~= "" and ("\n" .. where) or ""))
@@ -118,7 +129,15 @@ local function run_chain(app, req)
   local function layer(i, r)
     local mw = chain[i]
     if not mw then return dispatch(app, r) end
-    return mw(r, function(inner_req) return layer(i + 1, inner_req or r) end)
+    return mw(r, function(inner_req)
+      if inner_req ~= nil and getmetatable(inner_req) ~= request.Request then
+        arg_error(1, "luaio.http.Request expected, got " .. type_name(inner_req))
+      end
+      local b, st, hd, close = layer(i + 1, inner_req or r)
+      -- what a middleware gets always has a status and headers it may change
+      if hd == nil or hd == NO_HEADERS then hd = {} end
+      return b, st or 200, hd, close
+    end)
   end
   local ok, b, st, hd = xpcall(layer, traceback_of, 1, req)
   if not ok then return error_response(req, b) end
@@ -159,37 +178,73 @@ local function log_unsendable(req, why)
   io.stderr:write(fmt("luaio: handler for %s %s returned %s\n", req.method, req.path, why))
 end
 
--- gzip a textual body of 1 KiB or more when the client accepts it
+-- A textual body of 1 KiB or more is gzipped when the client accepts it:
+-- -> "gzip"; "vary" when it could be but the client does not accept it
+-- (a cache must still know that the answer depends on Accept-Encoding);
+-- false when it is not for compressing.
 local TEXTUAL = { ["application/json"] = true, ["application/javascript"] = true,
   ["application/xml"] = true, ["image/svg+xml"] = true, ["application/manifest+json"] = true }
-local function compressible(req, status, headers, body)
+local function compression(req, status, headers, body)
   if #body < 1024 or status < 200 or status == 204 or status == 206 or status == 304 then return false end
-  local accept = req.headers["accept-encoding"]
-  if not accept or not response.accepts_gzip(accept) then return false end
   local ctype = "text/plain"
   for k, v in pairs(headers) do
     local lk = type(k) == "string" and k:lower()
     if lk == "content-encoding" or lk == "content-length" then return false end
+    if lk == "cache-control" and tostring(v):lower():find("no-transform", 1, true) then return false end
     if lk == "content-type" then ctype = tostring(v):lower():match("^%s*([^;%s]+)") or "" end
   end
-  return ctype:sub(1, 5) == "text/" or TEXTUAL[ctype] or ctype:find("%+json$") ~= nil
+  if not (ctype:sub(1, 5) == "text/" or TEXTUAL[ctype] or ctype:find("%+json$")) then return false end
+  local accept = req.headers["accept-encoding"]
+  return accept and response.accepts_gzip(accept) and "gzip" or "vary"
+end
+
+-- a copy of headers whose Vary names Accept-Encoding (added to the handler's own)
+local function with_vary(headers)
+  local copy, key = {}, nil
+  for k, v in pairs(headers) do
+    copy[k] = v
+    if type(k) == "string" and k:lower() == "vary" then key = k end
+  end
+  local v = key and copy[key]
+  if v == nil then
+    copy.Vary = "Accept-Encoding"
+  elseif type(v) == "table" then
+    local list = table.move(v, 1, #v, 1, {})
+    list[#list + 1] = "Accept-Encoding"
+    copy[key] = list
+  elseif v ~= "*" and not tostring(v):lower():find("accept-encoding", 1, true) then
+    copy[key] = tostring(v) .. ", Accept-Encoding"
+  end
+  return copy
 end
 
 local function gzipped(headers, body)
   local d <close> = core.deflater("gzip")
   local out = d:write(body, "finish")
-  local copy = { ["Content-Encoding"] = "gzip", Vary = "Accept-Encoding" }
-  for k, v in pairs(headers) do copy[k] = v end
+  local copy = with_vary(headers)
+  copy["Content-Encoding"] = "gzip"
+  -- a strong ETag names these bytes, not the gzipped ones: weaken it (as nginx)
+  for k, v in pairs(copy) do
+    if type(k) == "string" and k:lower() == "etag" and type(v) == "string" and v:sub(1, 1) == '"' then
+      copy[k] = "W/" .. v
+    end
+  end
   return copy, out
 end
 
--- send what the handler returned; -> status, bytes of body sent
+-- send what the handler returned; -> status, bytes of body sent, true
+-- when the connection has to end (an answer cut short)
 local function send_result(conn, req, b, st, hd)
   local res = request.writer_of(req)
   if res then
+    -- the handler failed after respond: its client must see the answer
+    -- cut short, not complete (no last chunk; the connection ends)
+    if rawget(req, "_failed") then return res.status, res.bytes, true end
     res:close()
     return res.status, res.bytes
   end
+  -- a body left unread (or half read) ends the connection: say so in the head
+  if not request.finished(req) then conn.keep_alive = false end
   files = files or package.loaded["luaio.http.files"]
   if files and files.is_file(b) then
     return files.serve(req, b, st, hd)
@@ -199,8 +254,10 @@ local function send_result(conn, req, b, st, hd)
     log_unsendable(req, headers)
     status, headers, body = 500, NO_HEADERS, "500 Internal Server Error\n"
   end
-  if conn.compress and compressible(req, status, headers, body) then
-    headers, body = gzipped(headers, body)
+  if conn.compress then
+    local how = compression(req, status, headers, body)
+    if how == "gzip" then headers, body = gzipped(headers, body)
+    elseif how == "vary" then headers = with_vary(headers) end
   end
   local head_only = req.method == "HEAD"
   local sent, why = send_head(conn, status, headers, body, head_only)
@@ -215,8 +272,8 @@ end
 local function access_log(conn, req, status, size, t0)
   local log, seconds = conn.access_log, aio_now() - t0
   if log == true then
-    io.stderr:write(fmt("%s - - [%s] \"%s %s HTTP/%s\" %d %d %.4f\n", req.peer or "-",
-      os.date("!%d/%b/%Y:%H:%M:%S +0000"), req.method, req.target, req.version or "1.1", status, size, seconds))
+    io.stderr:write(fmt("%s - - [%s] \"%s %s %s\" %d %d %.4f\n", req.peer or "-",
+      os.date("!%d/%b/%Y:%H:%M:%S +0000"), req.method, req.target, req.version, status, size, seconds))
   else
     local ok, err = pcall(log, req, status, size, seconds)
     if not ok then io.stderr:write("luaio: access_log failed: ", tostring(err), "\n") end
@@ -257,11 +314,26 @@ local function serve_request(conn, first)
   end
   conn.keep_alive = head.keep_alive
   local b, st, hd, close = run_chain(conn.app, req)
-  if close then return false end
-  local status, size = send_result(conn, req, b, st, hd)
+  if close or rawget(req, "_gone") then return false end
+  local status, size, cut = send_result(conn, req, b, st, hd)
   if conn.access_log then access_log(conn, req, status, size, t0) end
+  if cut then return false end
   -- a body left unread (or half read) makes the next request's start unknown
-  return conn.keep_alive and request.finished(req)
+  conn.unread = not request.finished(req)
+  return conn.keep_alive and not conn.unread
+end
+
+-- Closing a socket with unread bytes makes the kernel send RST, and a
+-- client still sending its body (python's http.client sends all of it
+-- before it reads) loses the answer with it: half-close, then read and
+-- drop what comes for a bounded while (nginx's lingering close). TLS
+-- streams linger in C already.
+local LINGER_SECONDS, LINGER_QUIET = 5, 1
+local function linger(stream)
+  stream:shutdown()
+  stream:set_timeout(LINGER_QUIET)
+  local deadline = aio_now() + LINGER_SECONDS
+  while aio_now() < deadline and stream:read(65536) do end
 end
 
 local function hsts_line(v)
@@ -280,6 +352,7 @@ function App:handle_connection(stream, opts)
   local host, port = stream:peername()
   local conn = { app = self, stream = stream, peer = host and (port and (host .. ":" .. port) or host) or nil,
     header_timeout = opt("header_timeout"), keepalive_timeout = opt("keepalive_timeout"),
+    body_timeout = opt("body_timeout"), max_header = opt("max_header"),   -- (set above; kept to be seen)
     max_body = opt("max_body"), compress = opts.compress, access_log = opts.access_log or nil,
     extra_head = (opts.hsts and stream:tls_info() ~= nil) and hsts_line(opts.hsts) or "",
     keep_alive = true }
@@ -294,6 +367,7 @@ function App:handle_connection(stream, opts)
                      or is_error(err, "TLSError") or is_error(err, "TimeoutError")) then
     error(err, 0)
   end
+  if ok and conn.unread and stream:tls_info() == nil then pcall(linger, stream) end
   pcall(stream.drain, stream)
 end
 
