@@ -581,7 +581,6 @@ describe("HTTP file responses", function()
           aio.sleep(0.005)
         end
       end)
-      local t0 = aio.now()
       local out, err, code = S.bg("curl -sS -o /dev/null -w '%{http_code} %{size_download}' http://127.0.0.1:"
         .. s.port .. "/big"):wait(120)
       sampler:cancel()
