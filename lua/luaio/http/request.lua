@@ -17,7 +17,7 @@ local new_error, arg_error, type_name, need_task = core.error, core.arg_error, c
 local check_self = check.check_self
 local headers_of, decode_query = common.headers_of, common.decode_query
 local type, tostring, error, pcall, setmetatable, rawget = type, tostring, error, pcall, setmetatable, rawget
-local math_type, fmt = math.type, string.format
+local math_type, fmt, find = math.type, string.format, string.find
 
 local M = {}
 
@@ -51,7 +51,9 @@ end
 -- path, OPTIONS's "*", nor an absolute URL (RFC 9112 §3.2)
 local function split_target(method, target)
   local path, query = target, nil
-  if target:find("[?#]") then path, query = target:match("^([^?#]*)%??([^#]*)") end
+  if find(target, "?", 1, true) or find(target, "#", 1, true) then
+    path, query = target:match("^([^?#]*)%??([^#]*)")
+  end
   if path:sub(1, 1) == "/" then return path, query end
   if target == "*" and method == "OPTIONS" then return "*", query end
   local rest = path:match("^[hH][tT][tT][pP][sS]?://[^/]*(.*)$")   -- absolute form
@@ -96,6 +98,11 @@ end
 
 -- run the route's handler: the body first, unless the route streams it
 function M.run_handler(req, route)
+  local head = req._head
+  if not head.chunked and not head.content_length and rawget(req, "_reader") == nil then
+    if not route.stream_body then req.body = "" end      -- no body: the common case
+    return route.handler(req)
+  end
   local max = route.max_body or req._conn.max_body
   req._max = max
   local length = req._head.content_length
@@ -126,7 +133,8 @@ end
 function M.finished(req)
   local r = rawget(req, "_reader")
   if r then return r._state == "done" end
-  return not has_body(req._head)
+  local head = req._head
+  return not head.chunked and (head.content_length or 0) == 0
 end
 
 function M.writer_of(req) return rawget(req, "_res") end

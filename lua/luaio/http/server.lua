@@ -109,8 +109,12 @@ local function traceback_of(err)
 end
 
 -- the innermost layer: route, read the body as the route wants, run the handler
+local find = App.find
 local function dispatch(app, req)
-  local route, params_or_status, allow = app:find(req.method, req.path)
+  local method, path = req.method, req.path
+  local route, params_or_status, allow = app._static[path], nil, nil
+  if route and (not route.methods or route.methods[method]) then params_or_status = {}
+  else route, params_or_status, allow = find(app, method, path) end
   if not route then
     local status = params_or_status
     req.params = {}
@@ -235,7 +239,14 @@ end
 -- send what the handler returned; -> status, bytes of body sent, true
 -- when the connection has to end (an answer cut short)
 local function send_result(conn, req, b, st, hd)
-  local res = request.writer_of(req)
+  -- the common case first: a string, no headers, nothing streamed or compressed
+  if type(b) == "string" and hd == nil and (st == nil or st == 200) and not conn.compress
+     and rawget(req, "_res") == nil and conn.body_done then
+    local head_only = req.method == "HEAD"
+    send_head(conn, 200, NO_HEADERS, b, head_only)
+    return 200, head_only and 0 or #b
+  end
+  local res = rawget(req, "_res")
   if res then
     -- the handler failed after respond: its client must see the answer
     -- cut short, not complete (no last chunk; the connection ends)
@@ -244,10 +255,10 @@ local function send_result(conn, req, b, st, hd)
     return res.status, res.bytes
   end
   -- a body left unread (or half read) ends the connection: say so in the head
-  if not request.finished(req) then conn.keep_alive = false end
-  files = files or package.loaded["luaio.http.files"]
-  if files and files.is_file(b) then
-    return files.serve(req, b, st, hd)
+  if not conn.body_done then conn.keep_alive = false end
+  if type(b) == "table" then
+    files = files or package.loaded["luaio.http.files"]
+    if files and files.is_file(b) then return files.serve(req, b, st, hd) end
   end
   local status, headers, body = normalize(b, st, hd)
   if not status then
@@ -282,18 +293,13 @@ end
 
 -- The request head: head, or false when the connection ends (clean EOF,
 -- idle timeout, a bad head: answered)
+-- (a TimeoutError raised here reaches handle_connection, which answers it:
+-- no pcall per request)
 local function read_request_head(conn, first)
   local stream = conn.stream
-  local wait = first and conn.header_timeout or conn.keepalive_timeout
-  local ok, head, status = pcall(stream._read_head, stream, "request", aio_now() + wait)
-  if not ok then
-    if is_error(head, "TimeoutError") then
-      -- a head begun and not finished is answered; an idle connection just closes
-      if first or stream:buffered() > 0 then pcall(send_simple, conn, 408) end
-      return false
-    end
-    error(head, 0)
-  end
+  conn.reading_head = true
+  local head, status = stream:_read_head("request", aio_now() + (first and conn.header_timeout or conn.keepalive_timeout))
+  conn.reading_head = false
   if head == false then return false end
   if not head then
     pcall(send_simple, conn, status)
@@ -315,12 +321,13 @@ local function serve_request(conn, first)
   conn.keep_alive = head.keep_alive
   local b, st, hd, close = run_chain(conn.app, req)
   if close or rawget(req, "_gone") then return false end
+  -- a body left unread (or half read) makes the next request's start unknown
+  local done = request.finished(req)
+  conn.body_done, conn.unread = done, not done
   local status, size, cut = send_result(conn, req, b, st, hd)
   if conn.access_log then access_log(conn, req, status, size, t0) end
   if cut then return false end
-  -- a body left unread (or half read) makes the next request's start unknown
-  conn.unread = not request.finished(req)
-  return conn.keep_alive and not conn.unread
+  return conn.keep_alive and done
 end
 
 -- Closing a socket with unread bytes makes the kernel send RST, and a
@@ -355,14 +362,19 @@ function App:handle_connection(stream, opts)
     body_timeout = opt("body_timeout"), max_header = opt("max_header"),   -- (set above; kept to be seen)
     max_body = opt("max_body"), compress = opts.compress, access_log = opts.access_log or nil,
     extra_head = (opts.hsts and stream:tls_info() ~= nil) and hsts_line(opts.hsts) or "",
-    keep_alive = true }
+    keep_alive = true, first = true, reading_head = false, body_done = true, unread = false }
   local ok, err = pcall(function()
-    local first = true
-    while serve_request(conn, first) do first = false end
+    conn.first = true
+    while serve_request(conn, conn.first) do conn.first = false end
   end)
   -- a peer that resets, hangs up mid-request or breaks its TLS ends its own
   -- connection: nothing for the server log (handler failures are answered
   -- 500 earlier)
+  if not ok and conn.reading_head and is_error(err, "TimeoutError") then
+    -- a head begun and not finished is answered 408; an idle connection just closes
+    if conn.first or stream:buffered() > 0 then pcall(send_simple, conn, 408) end
+    ok = true
+  end
   if not ok and not (is_error(err, "ConnectionError") or is_error(err, "IncompleteReadError")
                      or is_error(err, "TLSError") or is_error(err, "TimeoutError")) then
     error(err, 0)
