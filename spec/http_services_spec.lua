@@ -3,6 +3,8 @@
 -- luaio processes when what the server writes on stderr matters.
 local aio = require "luaio"
 local S = require "spec.support"
+-- (ASan and valgrind allocators keep freed memory: RSS says nothing there)
+local MEASURE_RSS = not os.getenv("LUAIO_SANITIZED") and not os.getenv("LUAIO_VALGRIND")
 
 local MiB = 1024 * 1024
 
@@ -485,12 +487,12 @@ describe("a large upload through a stream_body handler", function()
     assert.equals(0, code, err)
     local v = aio.json.decode(out)
     assert.equals(size, v.bytes)
-    assert.is_true(v.after - v.before < 32 * 1024, ("VmHWM grew from %d to %d KiB"):format(v.before, v.after))
+    if MEASURE_RSS then assert.is_true(v.after - v.before < 32 * 1024, ("VmHWM grew from %d to %d KiB"):format(v.before, v.after)) end
     out, err, code = S.bg("head -c " .. size .. " /dev/zero | curl -sS -T - " .. h.base .. "/count"):wait(120)
     assert.equals(0, code, err)
     v = aio.json.decode(out)
     assert.equals(size, v.bytes)
-    assert.is_true(v.after - v.before < 32 * 1024, ("VmHWM grew from %d to %d KiB"):format(v.before, v.after))
+    if MEASURE_RSS then assert.is_true(v.after - v.before < 32 * 1024, ("VmHWM grew from %d to %d KiB"):format(v.before, v.after)) end
     local stderr, status = h.finish()
     assert.equals("", stderr)
     assert.equals(0, status)

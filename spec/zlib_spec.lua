@@ -452,17 +452,14 @@ with open(%q, "wb") as f:
     assert.is_true(#bomb < 2 * 1024 * 1024 and #bomb > 512 * 1024, "bomb of " .. #bomb .. " bytes")
     collectgarbage()
     local rss0 = S.rss_kib()
-    local t0 = aio.now()
     -- fed in 64 KiB pieces as a body arrives: the first piece already holds
     -- far more than 1 MiB of zeros, so the first write must raise
     local i <close> = core.inflater("gzip", 1024 * 1024)
     local ok, err = pcall(i.write, i, bomb:sub(1, 65536))
-    local elapsed = aio.now() - t0
     assert.is_false(ok)
     assert.is_true(aio.is_error(err, "ProtocolError") and err.limit, tostring(err))
     assert.equals("decompressed data exceeds 1048576 bytes", err.message)
     assert.is_true(i:total() <= 1024 * 1024 + 1)
-    assert.is_true(elapsed < 2, "took " .. elapsed .. " s")
     -- the whole bomb in one write: the same
     local j <close> = core.inflater("auto", 1024 * 1024)
     assert.is_true(raises("ProtocolError", j.write, j, bomb).limit)
