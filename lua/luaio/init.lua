@@ -18,7 +18,7 @@ for _, name in ipairs { "run", "spawn", "sleep", "now", "current_task", "all_tas
   aio[name] = core[name]
 end
 install(require "luaio.errors")            -- new_error, raise
-aio.json = require "luaio.json" or nil     -- nil without lua-cjson
+aio.json = require "luaio.json"
 install(require "luaio.combinators")       -- gather, wait_for, timeout, wait, ..., _is_task
 install(require "luaio.sync")              -- Lock, Semaphore, BoundedSemaphore, Event, Condition
 install(require "luaio.queue")             -- Queue, LifoQueue, PriorityQueue
@@ -31,7 +31,17 @@ aio._track, aio._untrack = resources.track, resources.untrack
 for _, name in ipairs { "streams", "system" } do
   if package.preload["luaio." .. name] then install(require("luaio." .. name)) end
 end
-if package.preload["luaio.http"] then aio.http = require "luaio.http" end
+-- aio.http and aio.websocket load on first use: most programs need neither,
+-- and every host (an embedder may make many) would parse them at start
+local on_first_use = { http = "luaio.http", websocket = "luaio.websocket" }
+setmetatable(aio, { __index = function(t, k)
+  local name = on_first_use[k]
+  if name and package.preload[name] then
+    local m = require(name)
+    rawset(t, k, m)
+    return m
+  end
+end })
 
 require "luaio.hooks"                      -- the hooks C calls by name
 
