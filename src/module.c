@@ -69,6 +69,15 @@
 ** http_parse_head(s, kind) http_parse.c   -> head table | nil, status, reason
 ** http_chunk_size(line)    http_parse.c   -> size | nil, reason (a chunked-body size line)
 ** http_unescape(s [, plus]) http_parse.c  -> percent-decoded s
+** ws_frame(opcode, payload, fin, rsv1, masked) ws_frame.c  -> header, body: a WebSocket
+**                                         frame's header (2-14 bytes, with a random mask
+**                                         key when masked) and its payload (masked: a
+**                                         masked copy); then stream:write(header, body)
+** ws_utf8(state, data [, final]) ws_frame.c  -> state (0: at a character boundary)
+**                                         | false: data, continuing from state, is not
+**                                         UTF-8; final: ending inside a character is false
+** ws_accept(key)           ws_frame.c     -> Sec-WebSocket-Accept for key (base64 SHA-1)
+** ws_key()                 ws_frame.c     -> a new random Sec-WebSocket-Key
 ** getaddrinfo(host [, port]) ⏸ dns.c      -> { {addr=, family=}, ... }   [aio.getaddrinfo]
 ** tcp_connect(ip, port) ⏸  connect.c      -> Stream (no name resolution: streams.lua)
 ** pipe_connect(path) ⏸     connect.c      -> Stream on a Unix socket
@@ -77,6 +86,10 @@
 ** pipe_listen(path, backlog) listener.c   -> Listener on a Unix socket
 ** stream_mt, stream_methods stream.c      the Stream metatable and its methods table
 **                                         (streams.lua adds lines, start_tls)
+**                                         stream:_read_ws_frame(expect_masked, max_payload
+**                                         [, allow_rsv1]) ⏸ (stream_read.c, ws_frame.c)
+**                                         -> fin, opcode, payload, rsv1 | nil at EOF;
+**                                         WebSocketError {code = 1002 | 1009}
 ** tls_context{...}         tls.c          -> TLSContext (server, verify, ca_file,
 **                                         cert_file, key_file, alpn); TLS 1.2+, a
 **                                         server ECDHE+AEAD only, in its own order
@@ -204,7 +217,7 @@ static int l_version(lua_State *L) {
 static void (*const subsystems[])(lua_State *L, luaio_host *h) = {
   luaio_open_stream, luaio_open_udp, luaio_open_dns, luaio_open_fs,
   luaio_open_process, luaio_open_signal, luaio_open_thread, luaio_open_http_parse,
-  luaio_open_tls, luaio_open_json, luaio_open_zlib,
+  luaio_open_tls, luaio_open_json, luaio_open_zlib, luaio_open_ws,
 };
 
 int luaopen_luaio(lua_State *L) {

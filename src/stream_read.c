@@ -1,15 +1,18 @@
 /*
 ** stream_read.c — a stream's reader: read-ahead from the socket into the
 ** read buffer (readbuf.h) up to its limit, the reads of Stream (read,
-** read_exactly, readline, read_until, read_all, _read_head) and the wait of
-** the one task that reads. A waiting reader is woken with no values and
-** takes its data from the buffer when it runs, so a cancelled reader loses
-** nothing.
+** read_exactly, readline, read_until, read_all, _read_head, _read_ws_frame)
+** and the wait of the one task that reads. A waiting reader is woken with no
+** values and takes its data from the buffer when it runs, so a cancelled
+** reader loses nothing.
 */
 #include <stdlib.h>
 #include <string.h>
 #include "stream_int.h"
 #include "http_head.h"
+#include "ws_frame.h"
+
+enum { OP_WS_FRAME = OP_HEAD + 1 };
 
 /* The host's scratch buffer: libuv calls alloc and read back to back, and
 ** the bytes are consumed before anything else runs, so one per host will do. */
@@ -56,6 +59,45 @@ static void start_reading(stream *s) {
   else s->rb.err = r;
 }
 
+/* ---- a WebSocket frame larger than the limit ----------------------------
+** Read-ahead stops at the limit whenever no reader waits, and a waiting
+** reader is woken at each batch of bytes: until its task runs, the socket
+** is stopped again. A frame larger than the limit would come in a batch per
+** pass of the loop, the socket stopped and restarted in between. So while
+** a reader waits for such a frame, the limit is the frame's size (at most
+** max_payload + 14: larger frames are refused from their header) and the
+** socket reads on. The try notes the size it wants, the wait raises the
+** limit (so a read that raises instead of waiting changes nothing), and
+** the limit from before comes back when the wait ends: at the next try
+** (whatever it returns), at cancellation, at the timeout. The note lives in
+** a small userdata in the read's own stack slot 5, which is also the
+** cancel data. A limit that set_limits changed meanwhile stays as set. */
+typedef struct { stream *s; size_t want, base, raised; } ws_raise;
+
+static void ws_lower(ws_raise *r) {
+  if (r->raised && r->s->rb.limit == r->raised) r->s->rb.limit = r->base;
+  r->raised = 0;
+}
+
+/* _read_ws_frame's try: (self, expect_masked, max_payload, allow_rsv1, note) */
+static int try_ws_frame(lua_State *L, stream *s) {
+  ws_raise *r = lua_touserdata(L, 5);
+  if (r) { ws_lower(r); r->want = 0; }
+  luaio_ws_limits lim = {lua_toboolean(L, 2), lua_toboolean(L, 4), (uint64_t)lua_tointeger(L, 3)};
+  size_t need;
+  int n = luaio_ws_read_frame(L, &s->rb, &lim, &need);
+  if (n == RB_WAIT && need > s->rb.limit) {
+    if (!r) {
+      r = lua_newuserdatauv(L, sizeof *r, 0);
+      lua_replace(L, 5);
+      r->s = s;
+      r->raised = 0;
+    }
+    r->want = need;
+  }
+  return n;
+}
+
 /* Try to complete a read from the buffer: push its result and return the
 ** number of values, or return RB_WAIT when it has to wait for more data. */
 static int try_read(lua_State *L, stream *s, int op) {
@@ -73,6 +115,7 @@ static int try_read(lua_State *L, stream *s, int op) {
       break;
     case OP_ALL: n = luaio_rb_read_all(L, b); break;
     case OP_HEAD: n = luaio_http_read_head(L, b, lua_tostring(L, 2)[2] == 'q'); break;
+    case OP_WS_FRAME: n = try_ws_frame(L, s); break;
     default: n = stream_handshake_state(L, s); break;
   }
   return n == RB_FAIL ? stream_raise_read_error(L, s) : n;
@@ -85,8 +128,16 @@ static void reader_cancel(void *data) {
   if (s->rb.len >= s->rb.limit) stream_stop_reading(s);
 }
 
+static void ws_reader_cancel(void *data) {
+  ws_raise *r = data;
+  ws_lower(r);
+  reader_cancel(r->s);
+}
+
 static void on_read_timeout(luaio_timer *tm) {
   stream *s = luaio_container_of(tm, stream, rtimer);
+  luaio_task *t = s->reader;
+  if (t && t->on_cancel == ws_reader_cancel) ws_lower(t->cancel_data);   /* the wait's own data */
   stream_wake_timeout(s, &s->reader, "read", s->read_wait);
 }
 
@@ -97,13 +148,13 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
 
 static const char *const read_names[] = {
   "stream:read", "stream:read_exactly", "stream:readline", "stream:read_until",
-  "stream:read_all", "stream:start_tls", "stream:_read_head"};
+  "stream:read_all", "stream:start_tls", "stream:_read_head", "stream:_read_ws_frame"};
 
 int stream_do_read(lua_State *L, int op) {
   stream *s = stream_check(L, 1);
   /* a waiting function, even when the data is there already */
   luaio_task *t = luaio_need_task(L, read_names[op]);
-  lua_settop(L, 3);
+  lua_settop(L, op == OP_WS_FRAME ? 5 : 3);
   int n = try_read(L, s, op);
   if (n >= 0) {
     if (!s->reading && s->rb.len < s->rb.limit) start_reading(s);   /* keep reading ahead */
@@ -123,6 +174,12 @@ int stream_do_read(lua_State *L, int op) {
     s->read_wait = wait;
     s->rtimer.fire = on_read_timeout;
     luaio_timer_arm(s->h, &s->rtimer, wait);
+  }
+  ws_raise *r = op == OP_WS_FRAME ? lua_touserdata(L, 5) : NULL;
+  if (r && r->want > s->rb.limit) {
+    r->base = s->rb.limit;
+    r->raised = s->rb.limit = r->want;
+    return luaio_await(L, ws_reader_cancel, r, op, read_k);
   }
   return luaio_await(L, reader_cancel, s, op, read_k);
 }
@@ -165,7 +222,18 @@ static int l_read_head(lua_State *L) {
   return stream_do_read(L, OP_HEAD);
 }
 
+/* _read_ws_frame(expect_masked, max_payload [, allow_rsv1]) ⏸ -> fin, opcode,
+** payload, rsv1 | nil at a clean EOF; WebSocketError {code} (ws_frame.h) */
+static int l_read_ws_frame(lua_State *L) {
+  luaio_checktype(L, 2, LUA_TBOOLEAN);
+  lua_Integer max = luaio_checkinteger(L, 3);
+  if (max < 0) return luaio_argerror(L, 3, "payload limit must not be negative");
+  if (!lua_isnoneornil(L, 4)) luaio_checktype(L, 4, LUA_TBOOLEAN);
+  lua_settop(L, 4);               /* slot 5 is the read's own (try_ws_frame) */
+  return stream_do_read(L, OP_WS_FRAME);
+}
+
 const luaL_Reg stream_read_methods[] = {
   {"read", l_read}, {"read_exactly", l_read_exactly}, {"readline", l_readline},
   {"read_until", l_read_until}, {"read_all", l_read_all}, {"_read_head", l_read_head},
-  {NULL, NULL}};
+  {"_read_ws_frame", l_read_ws_frame}, {NULL, NULL}};

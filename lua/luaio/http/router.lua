@@ -105,6 +105,14 @@ function App:static(prefix, dir, opts)
   return self
 end
 
+-- app:websocket(path, handler [, opts]) (API.md §12) lives in websocket.lua,
+-- which replaces this stand-in when it loads (aio.websocket loads on first use)
+function App:websocket(path, handler, opts)
+  require "luaio.websocket"
+  local r = App.websocket(self, path, handler, opts)
+  return r
+end
+
 local function split(path)
   local parts = {}
   for seg in path:gmatch("[^/]+") do parts[#parts + 1] = unescape(seg) end
