@@ -14,7 +14,8 @@ LUAIO_VALGRIND=1 valgrind --quiet --error-exitcode=3 --leak-check=full --errors-
   spec/sync_spec.lua spec/queue_spec.lua spec/stream_spec.lua spec/http_server_spec.lua \
   spec/http_client_spec.lua spec/system_spec.lua spec/hardening_spec.lua spec/tls_spec.lua \
   spec/guarantees_spec.lua spec/lifetime_spec.lua spec/nul_spec.lua spec/argcheck_spec.lua \
-  spec/json_spec.lua spec/http_form_spec.lua spec/http_cookies_spec.lua spec/http_client_more_spec.lua
+  spec/json_spec.lua spec/http_form_spec.lua spec/http_cookies_spec.lua spec/http_client_more_spec.lua \
+  spec/ws_frame_spec.lua
 echo "== fuzzing"
 tools/fuzz.sh
 echo "== load and soak"
