@@ -12,7 +12,7 @@ while arg[i] do
   i = i + 1
 end
 
-local LUAIO = "build/luaio"
+local LUAIO = os.getenv("LUAIO_BIN") or "build/luaio"   -- the luaio under test (the runner is build/luaio)
 local PY = "/usr/bin/python3"         -- Debian's, where python3-uvloop/aiohttp live
 local OUT = "build/bench"
 os.execute("mkdir -p " .. OUT)
@@ -62,6 +62,14 @@ local have_node = sh_ok("command -v node")
 local have_luv = sh_ok("lua5.4 -e 'require \"luv\"'")
 local have_nginx = sh_ok("command -v nginx")
 local have_wrk = sh_ok("command -v wrk")
+local have_npm = sh_ok("command -v npm")
+local have_websockets = sh_ok(PY .. " -c 'import websockets'")
+
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
 
 -- micro workloads: each program prints its own metrics
 local micro = {
@@ -128,8 +136,19 @@ local CERTS = aio.exec({ "realpath", OUT }).stdout:match("[^\n]+") .. "/certs"
 local CERT, KEY = CERTS .. "/server.pem", CERTS .. "/server.key"
 local FILES = CERTS:gsub("/certs$", "/files")
 
+-- ws-echo's Node peer uses the ws package from the npm registry, installed
+-- into bench/ws-echo/node_modules on the first run (see .gitignore)
+local WS_NODE = "bench/ws-echo/node_modules/ws/package.json"
+local ws_node_peer = { "node ws", function(p) return { "node", "bench/ws-echo/node.js", p } end, false }
+local ws_python_peer = have_uvloop
+  and { "websockets+uvloop", function(p) return { PY, "bench/ws-echo/py_websockets.py", p, "--uvloop" } end,
+        have_websockets }
+  or { "websockets (asyncio, no uvloop)", function(p) return { PY, "bench/ws-echo/py_websockets.py", p } end,
+       have_websockets }
+
 local net = {
   { name = "echo", what = "50 connections ping-ponging 1 KiB (C client)", key = "messages_per_second",
+    client = "bench/echo/client.c",
     load = function(port) return { "taskset", "-c", "1", OUT .. "/echo_client", tostring(port), "50", tostring(seconds) } end,
     peers = {
       { "luaio", function(p) return { LUAIO, "bench/echo/luaio.lua", p } end },
@@ -138,6 +157,23 @@ local net = {
       { "node", function(p) return { "node", "bench/echo/node.js", p } end, have_node },
       { "luv+coroutines", function(p) return { "lua5.4", "bench/echo/luv_co.lua", p } end, have_luv },
       { "luv callbacks", function(p) return { "lua5.4", "bench/echo/luv_cb.lua", p } end, have_luv },
+    } },
+  { name = "ws-echo", what = "50 WebSocket connections ping-ponging 1 KiB text messages (C client)",
+    key = "messages_per_second",
+    client = "bench/ws-echo/client.c",
+    load = function(port) return { "taskset", "-c", "1", OUT .. "/ws-echo_client", tostring(port), "50", tostring(seconds) } end,
+    setup = function()
+      if have_node and have_npm and not exists(WS_NODE) then
+        local r = aio.exec({ "npm", "install", "--prefix", "bench/ws-echo", "--no-audit", "--no-fund", "ws" },
+          { timeout = 300 })
+        if r.status ~= 0 then io.stderr:write("ws-echo: npm install ws failed:\n" .. r.stderr .. "\n") end
+      end
+      ws_node_peer[3] = have_node and exists(WS_NODE)
+    end,
+    peers = {
+      { "luaio", function(p) return { LUAIO, "bench/ws-echo/luaio.lua", p } end },
+      ws_node_peer,
+      ws_python_peer,
     } },
   { name = "http", what = "hello world, keep-alive, wrk -t2 -c100", key = "requests_per_second",
     wrk = true, load = wrk_load("http"), parse = wrk_parse,
@@ -204,7 +240,7 @@ local function run_micro(w, n)
 end
 
 local function run_net(w, n)
-  if w.name == "echo" then compile("bench/echo/client.c", OUT .. "/echo_client", "libuv") end
+  if w.client then compile(w.client, OUT .. "/" .. w.name .. "_client", "libuv") end
   if w.wrk and not have_wrk then
     io.stderr:write(w.name .. ": wrk is not installed (apt-get install wrk); skipped\n")
     return {}
