@@ -4,17 +4,13 @@
 -- connection) and ws/deflate.lua (permessage-deflate).
 local core = require "luaio.core"
 local common = require "luaio.http.common"
-local router = require "luaio.http.router"
 local handshake = require "luaio.ws.handshake"
 local protocol = require "luaio.ws.protocol"
 local open_connection = require("luaio.streams").open_connection
 local combinators = require "luaio.combinators"
-local check = require "luaio.check"
 
-local getmetatable = debug.getmetatable
 local is_error, arg_error, type_name, need_task = core.is_error, core.arg_error, core.type_name, core.need_task
 local check_arg, check_opts, header_block = common.check_arg, common.check_opts, common.header_block
-local check_self, check_callable = check.check_self, check.check_callable
 local type, tostring, error, pcall, xpcall, ipairs = type, tostring, error, pcall, xpcall, ipairs
 local fmt = string.format
 
@@ -59,9 +55,6 @@ function M.connect(url, opts)
   return open(u, opts)
 end
 
-local SERVER_OPTS = { protocols = "table", max_message = "count1", compress = "boolean", origins = "table",
-  ping_interval = "seconds" }
-
 local function close_quietly(ws, code, reason)
   pcall(ws.close, ws, code, reason)
 end
@@ -93,20 +86,19 @@ local function upgrade_handler(handler, opts)
   end
 end
 
--- app:websocket(path, handler [, opts])
-function router.App:websocket(path, handler, opts)
-  if getmetatable(self) ~= router.App then check_self(self, router.App) end
-  check_arg(path, 2, "string")
-  check_callable(handler, 3)
-  opts = check_opts(opts, 4, SERVER_OPTS)
-  check_protocols(opts.protocols, 4, 1)
-  if opts.origins then
-    for i, o in ipairs(opts.origins) do
-      if type(o) ~= "string" then arg_error(4, fmt("opts.origins[%d]: string expected, got %s", i, type_name(o))) end
+-- app:websocket's options beyond their kinds (router.lua checks those):
+-- nil, or what is wrong
+function M.check_server_opts(opts)
+  for i, p in ipairs(opts.protocols or {}) do
+    if type(p) ~= "string" or not p:find("^[%w!#$%%&'*+.^_`|~-]+$") then
+      return fmt("opts.protocols[%d]: token expected, got %s", i, type(p) == "string" and fmt("%q", p) or type_name(p))
     end
   end
-  return self:route(path, upgrade_handler(handler, opts), "GET")
+  for i, o in ipairs(opts.origins or {}) do
+    if type(o) ~= "string" then return fmt("opts.origins[%d]: string expected, got %s", i, type_name(o)) end
+  end
 end
+M.upgrade_handler = upgrade_handler
 
 M.WebSocket = protocol.WebSocket
 return M

@@ -111,7 +111,10 @@ function Response:close()
     self._conn = nil
   end
 end
-Response.__close = function(self) Response.close(self) end
+Response.__close = function(self)
+  if getmetatable(self) ~= Response then check_self(self, Response) end
+  Response.close(self)
+end
 
 -- Sessions --------------------------------------------------------------
 local Session = {}

@@ -105,12 +105,20 @@ function App:static(prefix, dir, opts)
   return self
 end
 
--- app:websocket(path, handler [, opts]) (API.md §12) lives in websocket.lua,
--- which replaces this stand-in when it loads (aio.websocket loads on first use)
+-- app:websocket(path, handler [, opts]) (API.md §12): checked here, the
+-- upgrade handler made by websocket.lua (loaded on first use)
+local WS_OPTS = { protocols = "table", max_message = "count1", compress = "boolean", origins = "table",
+  ping_interval = "seconds" }
 function App:websocket(path, handler, opts)
-  require "luaio.websocket"
-  local r = App.websocket(self, path, handler, opts)
-  return r
+  if getmetatable(self) ~= App then check_self(self, App) end
+  check_arg(path, 2, "string")
+  if path:sub(1, 1) ~= "/" then arg_error(2, fmt("path starting with '/' expected, got %q", path)) end
+  check_callable(handler, 3)
+  opts = check_opts(opts, 4, WS_OPTS)
+  local ws = require "luaio.websocket"
+  local why = ws.check_server_opts(opts)
+  if why then arg_error(4, why) end
+  return self:route(path, ws.upgrade_handler(handler, opts), "GET")
 end
 
 local function split(path)
