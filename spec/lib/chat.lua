@@ -15,12 +15,12 @@ local C = {}
 
 -- the chat server on free ports -> proc, tcp_port, http_port
 function C.chat_server(dir)
-  local script = (os.getenv("PWD") or ".") .. "/scripts/chat_server.lua"
+  local script = P.cwd() .. "/scripts/chat_server.lua"
   local last
   for _ = 1, 3 do                                  -- a free port taken meanwhile: try others
     local tcp, http = P.free_port(), P.free_port()
     local proc = P.start({ P.luaio_bin(), script, "--serve", tostring(tcp), tostring(http) },
-      { dir = dir, name = "chat_server", cwd = os.getenv("PWD") })
+      { dir = dir, name = "chat_server", cwd = P.cwd() })
     local ok, t, h = pcall(proc.wait_for, proc,
       "Chat server on 127%.0%.0%.1:(%d+).-Chat page on http://127%.0%.0%.1:(%d+)/", 15)
     if ok then return proc, tonumber(t), tonumber(h) end

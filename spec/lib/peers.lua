@@ -6,6 +6,15 @@ local aio = require "luaio"
 
 local P = {}
 
+-- the process's real working directory ($PWD is the shell's: under ctest it
+-- names build/, while the specs run in the source tree)
+function P.cwd()
+  local p = io.popen("pwd -P")
+  local dir = p:read("l")
+  p:close()
+  return dir
+end
+
 -- the luaio binary running these specs (a child server is started with
 -- it); under another interpreter, the one spec/support.lua names
 function P.luaio_bin()
@@ -286,7 +295,7 @@ function P.luaio_server(dir, name, code, args)
   local path = P.write(dir .. "/" .. name .. ".lua", code)
   local argv = { P.luaio_bin(), path }
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-  local proc = P.start(argv, { dir = dir, name = name, cwd = os.getenv("PWD") })
+  local proc = P.start(argv, { dir = dir, name = name, cwd = P.cwd() })
   local ok, port = pcall(proc.wait_for, proc, "PORT (%d+)\n", 15)
   if not ok then proc:stop() error(port, 0) end
   return proc, tonumber(port)
