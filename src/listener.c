@@ -183,9 +183,9 @@ static int listen_shared(lua_State *L, listener *l, int fd, int backlog, const c
 }
 
 static int tcp_listen_shared(lua_State *L, luaio_host *h, const char *ip, int port, int backlog,
-                             int reuseport, const char *where) {
+                             const char *where) {
   const char *step;
-  int fd = luaio_worker_listen_fd(h, 0, ip, port, backlog, reuseport, &step);
+  int fd = luaio_worker_listen_fd(h, 0, ip, port, backlog, &step);
   lua_settop(L, 0);
   listener *l = push_listener(L, h);
   uv_tcp_init(h->loop, &l->u.tcp);
@@ -205,7 +205,7 @@ static int l_tcp_listen(lua_State *L) {
   if (!family) return luaio_error(L, "OSError", "EINVAL", "not a numeric address: %s", ip);
   char where[96];
   snprintf(where, sizeof where, "%s:%d", ip, (int)port);
-  if (port != 0 && luaio_worker_shares(h)) return tcp_listen_shared(L, h, ip, (int)port, backlog, reuseport, where);
+  if (port != 0 && luaio_worker_shares(h)) return tcp_listen_shared(L, h, ip, (int)port, backlog, where);
   lua_settop(L, 0);
   listener *l = push_listener(L, h);
   int r = uv_tcp_init_ex(h->loop, &l->u.tcp, (unsigned)family);
@@ -236,7 +236,7 @@ static int l_pipe_listen(lua_State *L) {
   uv_pipe_init(h->loop, &l->u.pipe, 0);
   if (luaio_worker_shares(h)) {
     const char *step;
-    int fd = luaio_worker_listen_fd(h, 1, path, 0, backlog, 0, &step);
+    int fd = luaio_worker_listen_fd(h, 1, path, 0, backlog, &step);
     return listen_shared(L, l, fd, backlog, step, path);
   }
   int r = uv_pipe_bind(&l->u.pipe, path);

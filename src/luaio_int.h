@@ -129,7 +129,7 @@ int luaio_worker_exit_status(luaio_host *h, int code);   /* main.c: the status a
 ** *step naming the call that failed ("bind", "listen", ...) */
 int luaio_worker_shares(luaio_host *h);
 int luaio_worker_listen_fd(luaio_host *h, int is_unix, const char *addr, int port, int backlog,
-                           int reuseport, const char **step);
+                           const char **step);
 void luaio_worker_listening(luaio_host *h);   /* a listener is open: readiness may be told */
 
 /* ---- errors.c ---- */

@@ -21,9 +21,10 @@
 **                   says when a worker is).
 **
 ** Listening sockets are the supervisor's: a worker asks for the one of an
-** address on its channel, and every worker of every generation gets the
-** same socket, so none closes during a reload (docs/deployment.md says why
-** this and not one SO_REUSEPORT socket per worker). Workers die with the
+** address on its channel and gets its id's socket (socket_for), the same in
+** every generation, so none closes during a reload: closing a listening
+** socket resets the connections waiting in its backlog (docs/deployment.md
+** has the measures behind this design). Workers die with the
 ** supervisor, even a SIGKILLed one: PR_SET_PDEATHSIG (SIGTERM, so they stop
 ** gracefully) is set between fork and exec, then getppid() is checked to
 ** close the race with a supervisor that died before that.
@@ -58,6 +59,7 @@
 #define DELAY_MAX 10.0     /* the longest delay a dying worker gets */
 #define STAYED_UP 10.0     /* a worker that lived this long restarts at DELAY_MIN */
 #define KILL_MARGIN 3.0    /* past the grace, for the main task's cleanup */
+#define KEEP_SOCKETS 1.0   /* a worker restarting within this keeps its sockets open */
 #define MAX_WORKERS 1024
 
 typedef struct shared_socket {
@@ -83,6 +85,8 @@ typedef struct proc {      /* one worker process */
 typedef struct {           /* a worker id */
   double delay;            /* before its next restart */
   double restart_at;       /* 0: none pending */
+  shared_socket **held;    /* a dead worker's sockets, kept for its successor */
+  int nheld;
 } slot;
 
 typedef struct {
@@ -212,8 +216,9 @@ static int bind_listen(int fd, const struct sockaddr *sa, socklen_t len, int bac
   return fd;
 }
 
-/* a listening TCP socket as libuv makes one (SO_REUSEADDR); -> fd | -errno */
-static int open_tcp(const char *ip, int port, int backlog, int reuseport, const char **step) {
+/* a listening TCP socket as libuv makes one (SO_REUSEADDR), in the
+** address's SO_REUSEPORT group; -> fd | -errno */
+static int open_tcp(const char *ip, int port, int backlog, const char **step) {
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
@@ -230,7 +235,7 @@ static int open_tcp(const char *ip, int port, int backlog, int reuseport, const 
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
   if (fd < 0) return -errno;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   int r = bind_listen(fd, (struct sockaddr *)&ss, len, backlog, step);
   if (r < 0) close(fd);
   return r;
@@ -248,21 +253,27 @@ static int open_unix(const char *path, int backlog, const char **step) {
   return r;
 }
 
-/* The socket a request ("T ip port backlog reuseport" | "U path backlog")
-** names, opened on first use. NULL with *err and *step on failure. */
-static shared_socket *socket_for(sup *s, const char *spec, const char **step, int *err) {
+/* The socket that worker `id` gets for a request ("T ip port backlog" |
+** "U path backlog"), opened on first use. A TCP address has one socket per
+** worker id, all in one SO_REUSEPORT group: the kernel spreads connections
+** over them by a hash, whichever worker is awake first (one shared socket
+** lets the first worker awake take a whole burst of connections). A Unix
+** path can be bound once: its one socket is every worker's. NULL with *err
+** and *step on failure. */
+static shared_socket *socket_for(sup *s, int id, const char *spec, const char **step, int *err) {
   char addr[128];
-  int port = 0, backlog = 511, reuseport = 0, is_unix = spec[0] == 'U';
+  int port = 0, backlog = 511, is_unix = spec[0] == 'U';
   int n = is_unix ? sscanf(spec, "U %127s %d", addr, &backlog)
-                  : sscanf(spec, "T %127s %d %d %d", addr, &port, &backlog, &reuseport);
+                  : sscanf(spec, "T %127s %d %d", addr, &port, &backlog);
   *step = "bind";
   *err = EINVAL;
   if (n < 2) return NULL;
   char key[160];
-  snprintf(key, sizeof key, is_unix ? "U %s" : "T %s %d", addr, port);
+  if (is_unix) snprintf(key, sizeof key, "U %s", addr);
+  else snprintf(key, sizeof key, "T %s %d #%d", addr, port, id);
   for (shared_socket *k = s->socks; k; k = k->next)
     if (strcmp(k->key, key) == 0 && k->fd >= 0) return k;
-  int fd = is_unix ? open_unix(addr, backlog, step) : open_tcp(addr, port, backlog, reuseport, step);
+  int fd = is_unix ? open_unix(addr, backlog, step) : open_tcp(addr, port, backlog, step);
   if (fd < 0) { *err = -fd; return NULL; }
   shared_socket *k = calloc(1, sizeof *k);
   if (!k) { close(fd); *err = ENOMEM; return NULL; }
@@ -301,14 +312,36 @@ static int hold_socket(proc *p, shared_socket *k) {
   return 0;
 }
 
-/* a worker is gone: a socket no worker holds any more closes */
-static void release_sockets(sup *s, proc *p) {
-  for (int i = 0; i < p->nheld; i++) {
-    if (--p->held[i]->users == 0) drop_socket(s, p->held[i]);
+/* A holder lets go of its sockets: one nobody holds any more closes. */
+static void release_list(sup *s, shared_socket ***held, int *nheld) {
+  for (int i = 0; i < *nheld; i++) {
+    if (--(*held)[i]->users == 0) drop_socket(s, (*held)[i]);
   }
-  free(p->held);
-  p->held = NULL;
-  p->nheld = 0;
+  free(*held);
+  *held = NULL;
+  *nheld = 0;
+}
+
+static void release_slot(sup *s, int id) {
+  release_list(s, &s->slots[id - 1].held, &s->slots[id - 1].nheld);
+}
+
+/* A worker that died unasked: its sockets stay open for the next worker of
+** its id when that one comes soon (the connections waiting in them are
+** served then, not reset); a worker that keeps dying lets them close, and
+** the kernel sends the new connections to the other workers' sockets. */
+static void pass_sockets(sup *s, proc *p, int keep) {
+  slot *sl = &s->slots[p->id - 1];
+  shared_socket **old = sl->held;
+  int nold = sl->nheld;
+  if (keep) {
+    sl->held = p->held, sl->nheld = p->nheld;
+    p->held = NULL, p->nheld = 0;
+  } else {
+    sl->held = NULL, sl->nheld = 0;
+    release_list(s, &p->held, &p->nheld);
+  }
+  release_list(s, &old, &nold);
 }
 
 static void send_answer(int chan, int fd, const char *step, int err) {
@@ -334,7 +367,7 @@ static void send_answer(int chan, int fd, const char *step, int err) {
 static void on_listen(sup *s, proc *p, const char *spec) {
   const char *step = "listen";
   int err = ESHUTDOWN;                  /* the supervisor is stopping */
-  shared_socket *k = s->stopping ? NULL : socket_for(s, spec, &step, &err);
+  shared_socket *k = s->stopping ? NULL : socket_for(s, p->id, spec, &step, &err);
   if (k) {
     int r = hold_socket(p, k);
     if (r < 0) {
@@ -418,6 +451,7 @@ static void on_ready(sup *s, proc *p) {
   if (p->ready) return;
   p->ready = 1;
   say("worker %d (pid %d) is ready", p->id, (int)p->pid);
+  release_slot(s, p->id);               /* it holds its sockets itself now */
   /* its predecessors of the same id now stop: the port stays served */
   for (proc *q = s->procs; q; q = q->next) {
     if (q != p && q->id == p->id && q->gen < p->gen && !q->kill_at) {
@@ -478,17 +512,18 @@ static void died(sup *s, proc *p, const char *why) {
   }
   schedule_restart(s, p->id, now() - p->started);
   slot *sl = &s->slots[p->id - 1];
+  pass_sockets(s, p, sl->restart_at - now() <= KEEP_SOCKETS);
   say("worker %d (pid %d) %s; restarting in %.1f s", p->id, (int)p->pid, why, sl->restart_at - now());
 }
 
 static void on_exit_status(sup *s, proc *p, int status) {
   char why[128];
   describe(status, why, sizeof why);
-  release_sockets(s, p);
   if (p->chan >= 0) close(p->chan);
   p->chan = -1;
   if (p->kill_at) stopped(s, p, status, why);
   else died(s, p, why);
+  release_list(s, &p->held, &p->nheld);   /* (what died did not pass on) */
 }
 
 static void reap(sup *s) {
@@ -535,7 +570,10 @@ static void stop_all(sup *s, int signum) {
   int live = 0;
   for (proc *p = s->procs; p; p = p->next) live++;
   say("%s: stopping %d worker%s (grace %g s)", strsignal(signum), live, live == 1 ? "" : "s", s->grace);
-  for (int id = 1; id <= s->count; id++) s->slots[id - 1].restart_at = 0;
+  for (int id = 1; id <= s->count; id++) {
+    s->slots[id - 1].restart_at = 0;
+    release_slot(s, id);
+  }
   /* new connections go nowhere now: the workers stop accepting on theirs */
   for (shared_socket *k = s->socks; k; k = k->next) close_socket_fd(k);
   for (proc *p = s->procs; p; p = p->next) stop_proc(s, p);
@@ -628,6 +666,7 @@ static void poll_once(sup *s, int timeout) {
 }
 
 static void free_all(sup *s) {
+  for (int id = 1; s->slots && id <= s->count; id++) free(s->slots[id - 1].held);
   while (s->socks) drop_socket(s, s->socks);
   while (s->procs) {
     proc *p = s->procs;

@@ -5,12 +5,12 @@
 ** The supervisor starts each worker as `luaio script [args]` with
 ** $LUAIO_WORKER = "id/count/generation/fd/grace"; fd is the worker's end of
 ** a SOCK_SEQPACKET channel to the supervisor (one message per packet):
-**   - "L T ip port backlog reuseport" or "L U path backlog": the worker asks
-**     for a listening socket; the answer is "OK" carrying the socket
-**     (SCM_RIGHTS), or "E step errno". The supervisor holds one socket per
-**     address for every worker and every generation, so no listening socket
-**     closes during a rolling reload: closing one (as SO_REUSEPORT groups do
-**     when a worker leaves) resets the connections waiting in its backlog.
+**   - "L T ip port backlog" or "L U path backlog": the worker asks for a
+**     listening socket; the answer is "OK" carrying the socket (SCM_RIGHTS),
+**     or "E step errno". The supervisor holds the sockets, one per address
+**     and worker id (SO_REUSEPORT), which the id's next worker gets again: no
+**     listening socket closes during a rolling reload (closing one resets the
+**     connections waiting in its backlog).
 **   - "R": the worker is ready. That is: it has opened a listener and its
 **     loop is about to wait with no task ready to run (the main task has
 **     done what it does at start up to its first real wait), or, for a
@@ -114,11 +114,11 @@ static ssize_t receive_answer(int chan, char *buf, size_t size, int *fd) {
 }
 
 int luaio_worker_listen_fd(luaio_host *h, int is_unix, const char *addr, int port, int backlog,
-                           int reuseport, const char **step) {
+                           const char **step) {
   static char failed_step[16];
   char req[256];
   int len = is_unix ? snprintf(req, sizeof req, "L U %s %d", addr, backlog)
-                    : snprintf(req, sizeof req, "L T %s %d %d %d", addr, port, backlog, reuseport);
+                    : snprintf(req, sizeof req, "L T %s %d %d", addr, port, backlog);
   *step = "bind";
   if (len < 0 || (size_t)len >= sizeof req) return -ENAMETOOLONG;
   /* blocking, and short: the supervisor answers at once (it runs no user code) */
