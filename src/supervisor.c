@@ -392,6 +392,8 @@ static void exec_worker(sup *s, int chan, pid_t parent) {
   sigset_t none;
   sigemptyset(&none);
   signal(SIGPIPE, SIG_DFL);             /* (the host decides about it itself) */
+  signal(SIGHUP, SIG_IGN);              /* a reload is the supervisor's: a terminal's
+                                        ** hangup (to the whole group) kills no worker */
   sigprocmask(SIG_SETMASK, &none, NULL);
   prctl(PR_SET_PDEATHSIG, SIGTERM);     /* the supervisor's death: a graceful stop */
   if (getppid() != parent) _exit(1);    /* it died before prctl took effect */

@@ -357,7 +357,7 @@ local FIRST_REQUEST_WAIT = 1
 local function end_idle(live, fresh_too)
   for conn in pairs(live.conns) do
     conn.draining, conn.keep_alive = true, false
-    if conn.reading_head and conn.stream:buffered() == 0 and (fresh_too or not conn.first) then
+    if conn.reading_head and not conn.stream:closed() and conn.stream:buffered() == 0 and (fresh_too or not conn.first) then
       conn.task:cancel()
     end
   end
