@@ -288,10 +288,11 @@ function M.start_server(handler, host, port, opts)
     listener = core.tcp_listen(ip, port, opts.backlog, opts.reuseport)
     bound_host, bound_port = listener:address()
   end
-  -- _on_close: what a protocol on top (HTTP) does when the server closes
+  -- _on_close: what a protocol on top (HTTP, from opts._on_close) does when
+  -- the server closes
   local server = setmetatable({ host = bound_host, port = bound_port, _listener = listener,
     _handler = handler, _conns = {}, _active = 0, _closed = false, _slot = new_event(), _idle = new_event(),
-    _closed_ev = new_event(), _on_close = {}, _tls = tls_ctx, _tls_timeout = tls_timeout, handshake_failures = 0 }, Server)
+    _closed_ev = new_event(), _on_close = { type(opts._on_close) == "function" and opts._on_close or nil }, _tls = tls_ctx, _tls_timeout = tls_timeout, handshake_failures = 0 }, Server)
   servers[server] = true
   worker.server_opened(server)
   resources.track(server, ("Server %s%s"):format(bound_host, bound_port and (":" .. bound_port) or ""))

@@ -426,9 +426,9 @@ function App:listen(host, port, opts)
   opts = merged
   local app = self
   local live = { conns = setmetatable({}, { __mode = "k" }), closed = false }
-  local server = start_server(function(stream) serve_connection(app, stream, opts, live) end, host, port, opts)
-  server._on_close[#server._on_close + 1] = function() drain(live) end
-  return server
+  opts._on_close = function() drain(live) end     -- (start_server's, private)
+  -- a tail call: start_server's argument errors point at the caller's line
+  return start_server(function(stream) serve_connection(app, stream, opts, live) end, host, port, opts)
 end
 
 function App:use(middleware)
