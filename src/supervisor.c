@@ -256,8 +256,8 @@ static int open_unix(const char *path, int backlog, const char **step) {
 /* The socket that worker `id` gets for a request ("T ip port backlog" |
 ** "U path backlog"), opened on first use. A TCP address has one socket per
 ** worker id, all in one SO_REUSEPORT group: the kernel spreads connections
-** over them by a hash, whichever worker is awake first (one shared socket
-** lets the first worker awake take a whole burst of connections). A Unix
+** over them by a hash, not by which worker wakes first (with one shared
+** socket the worker awake takes a whole burst of connections). A Unix
 ** path can be bound once: its one socket is every worker's. NULL with *err
 ** and *step on failure. */
 static shared_socket *socket_for(sup *s, int id, const char *spec, const char **step, int *err) {
