@@ -101,7 +101,7 @@ local micro = {
     } },
 }
 
--- network workloads: a server pinned to CPU 0, load from CPU 1
+-- network workloads: a server pinned to CPU 0, load from CPU 1 (unless unpinned)
 -- nginx.conf templates name their blanks @PORT@, @DIR@ and so on (see vars)
 local function nginx_cmd(template, vars)
   local dir = os.tmpname() .. ".nginx"
@@ -114,10 +114,13 @@ local function nginx_cmd(template, vars)
   return { "nginx", "-e", dir .. "/error.log", "-p", dir, "-c", dir .. "/nginx.conf" }
 end
 
--- wrk drives http and https alike: the load for a scheme, and its report parsed
-local function wrk_load(scheme)
+-- wrk drives http and https alike: the load for a scheme (on CPU 1, or
+-- anywhere when unpinned), and its report parsed
+local function wrk_load(scheme, unpinned)
   return function(port)
-    return { "taskset", "-c", "1", "wrk", "-t2", "-c100", "-d" .. seconds .. "s", "--latency", scheme .. "://127.0.0.1:" .. port .. "/" }
+    local argv = { "wrk", "-t2", "-c100", "-d" .. seconds .. "s", "--latency", scheme .. "://127.0.0.1:" .. port .. "/" }
+    if not unpinned then table.move(argv, 1, #argv, 4) argv[1], argv[2], argv[3] = "taskset", "-c", "1" end
+    return argv
   end
 end
 
@@ -181,7 +184,16 @@ local net = {
       { "luaio", function(p) return { LUAIO, "bench/http/luaio.lua", p } end },
       { "aiohttp+uvloop", function(p) return { PY, "bench/http/py_aiohttp.py", p } end, have_aiohttp },
       { "node", function(p) return { "node", "bench/http/node.js", p } end, have_node },
-      { "nginx", function(p) return nginx_cmd("bench/http/nginx.conf", { PORT = p }) end, have_nginx },
+      { "nginx", function(p) return nginx_cmd("bench/http/nginx.conf", { PORT = p, WORKERS = "1" }) end, have_nginx },
+    } },
+  -- two worker processes each; nothing is pinned, so wrk shares the cores
+  -- with the servers (on a 2-core machine: 2 workers + wrk's 2 threads)
+  { name = "http-workers", what = "hello world, keep-alive, wrk -t2 -c100, 2 worker processes, unpinned (wrk shares the cores)",
+    key = "requests_per_second", wrk = true, unpinned = true, load = wrk_load("http", true), parse = wrk_parse,
+    peers = {
+      { "luaio", function(p) return { LUAIO, "--workers", "2", "--grace", "2", "bench/http/luaio.lua", p } end },
+      { "luaio, 1 process", function(p) return { LUAIO, "bench/http/luaio.lua", p } end },
+      { "nginx", function(p) return nginx_cmd("bench/http/nginx.conf", { PORT = p, WORKERS = "2" }) end, have_nginx },
     } },
   { name = "https", what = "hello world over TLS, keep-alive, wrk -t2 -c100", key = "requests_per_second",
     wrk = true, load = wrk_load("https"), parse = wrk_parse,
@@ -254,7 +266,7 @@ local function run_net(w, n)
         local port = free_port()
         local argv = make(tostring(port))
         local log = os.tmpname()
-        local cmd = { "sh", "-c", "exec taskset -c 0 " .. table.concat((function()
+        local cmd = { "sh", "-c", "exec " .. (w.unpinned and "" or "taskset -c 0 ") .. table.concat((function()
           local q = {} for k, a in ipairs(argv) do q[k] = quote(a) end return q end)(), " ") .. " >" .. log .. " 2>&1" }
         local proc = aio.spawn_process(cmd)
         local ok, err = pcall(wait_listening, port)

@@ -130,18 +130,27 @@ luaio_host *luaio_host_new(uv_loop_t *loop) {
 
 /* ---- running until a task ends ---------------------------------------- */
 
+/* Cancel the main task as SIGINT/SIGTERM does by default (once). */
+void luaio_cancel_main_by(luaio_host *h, int signum) {
+  if (!h->main || h->main->state >= TASK_DONE || h->sigint_seen) return;
+  h->sigint_seen = signum;
+  lua_pushstring(h->L, signum == SIGINT ? "SIGINT" : "SIGTERM");
+  luaio_cancel(h->L, h->main, lua_gettop(h->L));
+  lua_pop(h->L, 1);
+}
+
 static void on_signal(uv_signal_t *sig, int signum) {
   luaio_host *h = sig->data;
+  /* a worker stops gracefully, whatever the program listens to: the
+  ** supervisor's stop and reload depend on it (worker.c) */
+  if (h->worker.on) { luaio_worker_signal(h, signum); return; }
   if (h->user_signal_handlers > 0) return;   /* the program handles it */
   if (h->intr.delivered == signum) {    /* interrupt.c raised it in the main task already */
     h->intr.delivered = 0;
     return;
   }
   if (h->main && h->main->state < TASK_DONE && !h->sigint_seen) {
-    h->sigint_seen = signum;
-    lua_pushstring(h->L, signum == SIGINT ? "SIGINT" : "SIGTERM");
-    luaio_cancel(h->L, h->main, lua_gettop(h->L));
-    lua_pop(h->L, 1);
+    luaio_cancel_main_by(h, signum);
     return;
   }
   /* a second signal while cleaning up: stop at once, with the shell's status */
@@ -210,6 +219,7 @@ static void run_until(luaio_host *h, luaio_task *t) {
       } else break;
     }
   }
+  if (h->worker.stopping) luaio_worker_linger(h);   /* in-flight connections finish first */
   call_hook(h, "main_done");      /* debug mode lists what is left, before it is cancelled */
   cancel_rest(h);
   luaio_interrupt_stop(h);

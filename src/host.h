@@ -93,6 +93,23 @@ struct luaio_host {
     uv_cond_t cond;
   } watchdog;
 
+  /* ---- worker mode: `luaio --workers` ran this process (worker.c) ---- */
+  struct {
+    int on;              /* $LUAIO_WORKER was set: the supervisor's protocol applies */
+    int id, count;       /* 1..count */
+    unsigned generation; /* bumped by each rolling reload (SIGHUP to the supervisor) */
+    int chan;            /* the channel to the supervisor (readiness, shared sockets) */
+    double grace;        /* seconds in-flight connections get at a stop */
+    int listened;        /* a listener was opened: readiness may be told */
+    int ready_sent;
+    int stopping;        /* the stop signal came: servers close, connections drain */
+    int stop_signal;     /* SIGTERM or SIGINT */
+    int drained;         /* the drain ended (all finished, or the grace ran out) */
+    int cut;             /* the grace ran out with connections still in flight */
+    uv_prepare_t ready_check;  /* before the loop waits: listening and idle? */
+    uv_timer_t ready_fallback; /* a worker that opens no server is ready after a while */
+  } worker;
+
   /* ---- shared scratch buffers (stream.c, tls.c) ---- */
   char *scratch;       /* TLS ciphertext as read, allocated on first use */
   luaio_tls_out tls_out;
@@ -106,6 +123,12 @@ void luaio_open_timers(lua_State *L, luaio_host *h);
 void luaio_post_init(luaio_host *h);       /* post.c */
 void luaio_post_close(luaio_host *h);
 void luaio_post_free(luaio_host *h);
+
+/* worker.c: the worker side of `luaio --workers` (see its top). */
+void luaio_worker_signal(luaio_host *h, int signum);  /* host.c: SIGTERM/SIGINT in worker mode */
+void luaio_worker_linger(luaio_host *h);              /* host.c: main ended during a drain */
+void luaio_worker_open(lua_State *L, luaio_host *h);  /* module.c: core.worker_* */
+void luaio_cancel_main_by(luaio_host *h, int signum); /* host.c: what SIGINT/SIGTERM do by default */
 
 /* interrupt.c: after resuming co, control goes to `next` (NULL: the loop). */
 void luaio_interrupt_handoff_armed(luaio_host *h, lua_State *co, lua_State *next);

@@ -85,7 +85,8 @@ static void on_os_signal(int signum) {
     next->sa_handler(signum);             /* libuv's: the loop hears of it later */
   }
   luaio_host *h = signal_host;
-  if (h && h->user_signal_handlers == 0) {
+  /* (a worker's stop is graceful: its loop drains, nothing is interrupted) */
+  if (h && h->user_signal_handlers == 0 && !h->worker.on) {
     if (signum == SIGINT) {
       int64_t now = monotonic_ms();
       if (last_sigint_ms && now - last_sigint_ms < 2000) _exit(130);

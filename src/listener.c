@@ -1,9 +1,12 @@
 /* listener.c — listening TCP and Unix sockets: tcp_listen, pipe_listen,
-** and accept(), which hands out Streams. */
+** and accept(), which hands out Streams. In worker mode (`luaio --workers`)
+** the sockets are the supervisor's, shared by every worker (worker.c). */
+#define _GNU_SOURCE   /* accept4 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <unistd.h>
 #include "stream_int.h"
 #include "netaddr.h"
 
@@ -43,21 +46,34 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
   return l_accept(L);
 }
 
+/* A Stream for the connection libuv accepted (fd < 0) or for fd, pushed. */
+static int push_accepted(lua_State *L, listener *l, int fd) {
+  stream *s = stream_alloc(l->h);
+  if (!s) {
+    if (fd >= 0) close(fd);
+    return luaL_error(L, "out of memory");
+  }
+  if (l->is_pipe) { uv_pipe_init(l->h->loop, &s->u.pipe, 0); s->is_pipe = 1; }
+  else uv_tcp_init(l->h->loop, &s->u.tcp);
+  stream_push(L, s);
+  int r = fd < 0 ? uv_accept(&l->u.s, &s->u.s)
+        : l->is_pipe ? uv_pipe_open(&s->u.pipe, fd) : uv_tcp_open(&s->u.tcp, fd);
+  if (r < 0) {
+    if (fd >= 0) close(fd);
+    stream_close(s);
+    return stream_raise_uv(L, r, "accept");
+  }
+  if (!l->is_pipe) { uv_tcp_nodelay(&s->u.tcp, 1); stream_remember_peer(s); }
+  return 1;
+}
+
 /* listener:accept() ⏸ -> Stream */
 static int l_accept(lua_State *L) {
   listener *l = check_listener(L);
   lua_settop(L, 1);
   if (l->pending > 0) {
-    stream *s = stream_alloc(l->h);
-    if (!s) return luaL_error(L, "out of memory");
-    if (l->is_pipe) { uv_pipe_init(l->h->loop, &s->u.pipe, 0); s->is_pipe = 1; }
-    else uv_tcp_init(l->h->loop, &s->u.tcp);
-    stream_push(L, s);
     l->pending--;
-    int r = uv_accept(&l->u.s, &s->u.s);
-    if (r < 0) { stream_close(s); return stream_raise_uv(L, r, "accept"); }
-    if (!l->is_pipe) { uv_tcp_nodelay(&s->u.tcp, 1); stream_remember_peer(s); }
-    return 1;
+    return push_accepted(L, l, -1);
   }
   if (l->err) {
     int err = l->err;
@@ -68,6 +84,23 @@ static int l_accept(lua_State *L) {
   luaio_task *t = luaio_need_task(L, "accept");
   l->accepter = t;
   return luaio_await(L, accept_cancel, l, 0, accept_k);
+}
+
+/* listener:accept_nowait() -> Stream | nil: a connection already waiting
+** (libuv's, or one in the socket's backlog), without suspending. A graceful
+** close serves them: closing the socket resets those in its backlog. */
+static int l_accept_nowait(lua_State *L) {
+  listener *l = check_listener(L);
+  lua_settop(L, 1);
+  if (l->pending > 0) {
+    l->pending--;
+    return push_accepted(L, l, -1);
+  }
+  uv_os_fd_t lfd;
+  if (uv_fileno(&l->u.handle, &lfd) != 0) return 0;
+  int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) return 0;                 /* EAGAIN: none waits (or nothing to take) */
+  return push_accepted(L, l, fd);
 }
 
 static int l_listener_close(lua_State *L) {
@@ -132,6 +165,33 @@ static int listen_fail(lua_State *L, int r, const char *what, const char *where)
   return luaio_uverror(L, "OSError", r, lua_tostring(L, -1));
 }
 
+/* Worker mode: listen on the supervisor's socket for this address (fd, or
+** a negative errno from the supervisor's bind or listen). The listener is
+** at index 1 of L. */
+static int listen_shared(lua_State *L, listener *l, int fd, int backlog, const char *step, const char *where) {
+  if (fd < 0) return listen_fail(L, fd, step, where);
+  int r = l->is_pipe ? uv_pipe_open(&l->u.pipe, fd) : uv_tcp_open(&l->u.tcp, fd);
+  if (r < 0) {
+    close(fd);
+    return listen_fail(L, r, "open", where);
+  }
+  r = uv_listen(&l->u.s, backlog, on_connection);   /* (listen again: the same backlog) */
+  if (r < 0) return listen_fail(L, r, "listen on", where);
+  luaio_worker_listening(l->h);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int tcp_listen_shared(lua_State *L, luaio_host *h, const char *ip, int port, int backlog,
+                             const char *where) {
+  const char *step;
+  int fd = luaio_worker_listen_fd(h, 0, ip, port, backlog, &step);
+  lua_settop(L, 0);
+  listener *l = push_listener(L, h);
+  uv_tcp_init(h->loop, &l->u.tcp);
+  return listen_shared(L, l, fd, backlog, step, where);
+}
+
 /* tcp_listen(ip, port, backlog, reuseport) -> Listener */
 static int l_tcp_listen(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
@@ -145,6 +205,7 @@ static int l_tcp_listen(lua_State *L) {
   if (!family) return luaio_error(L, "OSError", "EINVAL", "not a numeric address: %s", ip);
   char where[96];
   snprintf(where, sizeof where, "%s:%d", ip, (int)port);
+  if (port != 0 && luaio_worker_shares(h)) return tcp_listen_shared(L, h, ip, (int)port, backlog, where);
   lua_settop(L, 0);
   listener *l = push_listener(L, h);
   int r = uv_tcp_init_ex(h->loop, &l->u.tcp, (unsigned)family);
@@ -158,6 +219,7 @@ static int l_tcp_listen(lua_State *L) {
   if (r < 0) return listen_fail(L, r, "bind", where);
   r = uv_listen(&l->u.s, backlog, on_connection);
   if (r < 0) return listen_fail(L, r, "listen on", where);
+  luaio_worker_listening(h);
   return 1;
 }
 
@@ -172,17 +234,24 @@ static int l_pipe_listen(lua_State *L) {
   lua_insert(L, 1);                      /* the listener at 1, path still alive */
   l->is_pipe = 1;
   uv_pipe_init(h->loop, &l->u.pipe, 0);
+  if (luaio_worker_shares(h)) {
+    const char *step;
+    int fd = luaio_worker_listen_fd(h, 1, path, 0, backlog, &step);
+    return listen_shared(L, l, fd, backlog, step, path);
+  }
   int r = uv_pipe_bind(&l->u.pipe, path);
   if (r < 0) return listen_fail(L, r, "bind", path);
   r = uv_listen(&l->u.s, backlog, on_connection);
   if (r < 0) return listen_fail(L, r, "listen on", path);
+  luaio_worker_listening(h);
   lua_settop(L, 1);
   return 1;
 }
 
 void stream_open_listener(lua_State *L, luaio_host *h) {
   static const luaL_Reg lmethods[] = {
-    {"accept", l_accept}, {"close", l_listener_close}, {"address", l_listener_address},
+    {"accept", l_accept}, {"accept_nowait", l_accept_nowait}, {"close", l_listener_close},
+    {"address", l_listener_address},
     {NULL, NULL}};
   luaL_newmetatable(L, LISTENER_MT);
   luaL_newlib(L, lmethods);

@@ -120,6 +120,18 @@ int luaio_host_signal(luaio_host *h);      /* the signal that cancelled the main
 #define LUAIO_TASK_MT "luaio.Task"
 #define LUAIO_FAILED_TASK_MT "luaio.FailedTask"   /* the same, with a __gc that reports */
 
+/* ---- worker.c: a worker process of `luaio --workers` (supervisor.c is
+** the other side of the protocol; both files explain it at their top) ---- */
+int luaio_worker_attach(luaio_host *h);   /* main.c: from $LUAIO_WORKER; -1: malformed */
+int luaio_worker_exit_status(luaio_host *h, int code);   /* main.c: the status after a stop */
+/* listener.c: in worker mode TCP ports (not 0) and Unix paths are shared:
+** the supervisor's socket for them, as an fd, or a negative errno with
+** *step naming the call that failed ("bind", "listen", ...) */
+int luaio_worker_shares(luaio_host *h);
+int luaio_worker_listen_fd(luaio_host *h, int is_unix, const char *addr, int port, int backlog,
+                           const char **step);
+void luaio_worker_listening(luaio_host *h);   /* a listener is open: readiness may be told */
+
 /* ---- errors.c ---- */
 void luaio_open_errors(lua_State *L);
 void luaio_push_uverror(lua_State *L, const char *name, int uverr, const char *what);

@@ -1,13 +1,16 @@
 /*
 ** main.c — the `luaio` command: runs a script's top level as the main task.
 **   luaio script.lua [args]   luaio -e 'code'   luaio -   luaio (prompt)   luaio -v
-** Exit status: 0 success, 1 uncaught error, 130 interrupted by SIGINT, 143 by SIGTERM.
+**   luaio --workers N|auto [--grace SEC] script.lua [args]   (supervisor.c)
+** Exit status: 0 success, 1 uncaught error, 130 interrupted by SIGINT, 143 by SIGTERM
+** (2: bad options of the supervisor).
 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "luaio_int.h"
+#include "supervisor.h"
 
 static const char *progname = "luaio";
 
@@ -17,7 +20,11 @@ static void usage(void) {
           "  -e code   run the string 'code' as the main task\n"
           "  -v        show version information\n"
           "  -         run standard input as the script\n"
-          "  (none)    interactive prompt when standard input is a terminal\n",
+          "  (none)    interactive prompt when standard input is a terminal\n"
+          "  --workers N|auto [--grace SEC] script [args]\n"
+          "            run the script in N worker processes under a supervisor\n"
+          "            (auto: one per CPU; SIGTERM stops them gracefully within\n"
+          "            SEC seconds, default 10; SIGHUP restarts them one by one)\n",
           progname);
 }
 
@@ -78,9 +85,15 @@ static int load_error(lua_State *L) {
 
 int main(int argc, char **argv) {
   if (argv[0] && argv[0][0]) progname = argv[0];
+  if (luaio_supervisor_wanted(argc, argv)) return luaio_supervise(argc, argv);
   int i = 1, code = 0, ran = 0;
   luaio_host *h = luaio_host_new(NULL);
   if (!h) { fprintf(stderr, "%s: cannot create the host\n", progname); return 1; }
+  if (luaio_worker_attach(h) < 0) {
+    fprintf(stderr, "%s: $LUAIO_WORKER is malformed (only the supervisor sets it)\n", progname);
+    luaio_host_free(h);
+    return 2;
+  }
   lua_State *L = luaio_host_state(h);
   for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
     if (strcmp(argv[i], "-v") == 0) {
@@ -113,7 +126,7 @@ int main(int argc, char **argv) {
     int nargs = argc - i - 1;
     luaL_checkstack(L, nargs, "too many arguments");
     for (int k = i + 1; k < argc; k++) lua_pushstring(L, argv[k]);
-    code = run_task_main(h, nargs);
+    code = luaio_worker_exit_status(h, run_task_main(h, nargs));
   } else if (!ran) {
     set_arg(L, argv, argc, 0);
     if (isatty(0)) {

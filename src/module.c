@@ -81,8 +81,9 @@
 ** getaddrinfo(host [, port]) ⏸ dns.c      -> { {addr=, family=}, ... }   [aio.getaddrinfo]
 ** tcp_connect(ip, port) ⏸  connect.c      -> Stream (no name resolution: streams.lua)
 ** pipe_connect(path) ⏸     connect.c      -> Stream on a Unix socket
-** tcp_listen(ip, port, backlog, reuseport) listener.c  -> Listener (accept ⏸, close,
-**                                         address)
+** tcp_listen(ip, port, backlog, reuseport) listener.c  -> Listener (accept ⏸,
+**                                         accept_nowait -> Stream | nil, close, address);
+**                                         in worker mode the supervisor's socket (port > 0)
 ** pipe_listen(path, backlog) listener.c   -> Listener on a Unix socket
 ** stream_mt, stream_methods stream.c      the Stream metatable and its methods table
 **                                         (streams.lua adds lines, start_tls)
@@ -104,6 +105,10 @@
 ** on_signal(name, fn)      signal.c       -> handle (fn spawned per signal, hooks.spawn)
 **                                         [aio.on_signal]
 ** wait_signal(name) ⏸      signal.c       -> name   [aio.wait_signal]
+** worker_info()            worker.c       -> id, count, pid | nothing outside worker
+**                                         mode (`luaio --workers`)   [aio.worker, worker.lua]
+** worker_done(in_time)     worker.c       the worker's drain is over (in time or not):
+**                                         cancel the main task as the stop signal would
 ** hooks                    host.c         the hooks table (registry h->hooks_ref), below
 ** (coro.c replaces coroutine.resume/wrap/close in place; not in core.)
 **
@@ -115,6 +120,9 @@
 **                                         a task, with asyncio.run's end semantics
 ** resolve_udp(host, family) -> addr  udp.c (sendto)  required for sendto to a
 **                                         host name: an address of the socket's family
+** worker_stop(signal, grace) worker.c    required in worker mode: SIGTERM/SIGINT came;
+**                                         close every server, let connections drain up
+**                                         to grace seconds, then core.worker_done
 ** slow_task(task, sec, where) sched.c     optional: debug mode, a task held the loop
 ** main_done()              host.c (run_until)  optional: the main task ended; debug
 **                                         mode lists tasks and resources left open
@@ -217,7 +225,7 @@ static int l_version(lua_State *L) {
 static void (*const subsystems[])(lua_State *L, luaio_host *h) = {
   luaio_open_stream, luaio_open_udp, luaio_open_dns, luaio_open_fs,
   luaio_open_process, luaio_open_signal, luaio_open_thread, luaio_open_http_parse,
-  luaio_open_tls, luaio_open_json, luaio_open_zlib, luaio_open_ws,
+  luaio_open_tls, luaio_open_json, luaio_open_zlib, luaio_open_ws, luaio_worker_open,
 };
 
 int luaopen_luaio(lua_State *L) {

@@ -43,6 +43,7 @@ setmetatable(aio, { __index = function(t, k)
   end
 end })
 
+aio.worker = require("luaio.worker").info  -- (and hooks.worker_stop)
 require "luaio.hooks"                      -- the hooks C calls by name
 
 local globals = require "luaio.globals"

@@ -5,6 +5,7 @@ local check_callable = require("luaio.check").check_callable
 local with_timeout = require("luaio.combinators").timeout   -- aio.timeout
 local new_event = require("luaio.sync").Event
 local resources = require "luaio.resources"
+local worker = require "luaio.worker"
 
 local spawn, sleep, is_error, new_error, need_task = core.spawn, core.sleep, core.is_error, core.error, core.need_task
 local arg_error, type_name = core.arg_error, core.type_name
@@ -228,7 +229,19 @@ local function serve_one(server, handler, stream)
   end
 end
 
-local function accept_loop(server, handler, max)
+local function start_connection(server, s)
+  server._active = server._active + 1
+  local t = spawn(serve_one, server, server._handler, s)
+  server._conns[t] = true
+  t:add_done_callback(function(done)
+    server._conns[done] = nil
+    server._active = server._active - 1
+    server._slot:set()
+    if server._closed and server._active == 0 then server._idle:set() end
+  end)
+end
+
+local function accept_loop(server, max)
   while true do
     while max and server._active >= max do server._slot:wait() server._slot:clear() end
     local ok, s = pcall(server._listener.accept, server._listener)
@@ -238,15 +251,7 @@ local function accept_loop(server, handler, max)
       io.stderr:write("luaio: accept failed: ", tostring(s), "\n")
       sleep(0.05)          -- e.g. EMFILE: back off, keep serving
     else
-      server._active = server._active + 1
-      local t = spawn(serve_one, server, handler, s)
-      server._conns[t] = true
-      t:add_done_callback(function(done)
-        server._conns[done] = nil
-        server._active = server._active - 1
-        server._slot:set()
-        if server._closed and server._active == 0 then server._idle:set() end
-      end)
+      start_connection(server, s)
     end
   end
 end
@@ -283,12 +288,15 @@ function M.start_server(handler, host, port, opts)
     listener = core.tcp_listen(ip, port, opts.backlog, opts.reuseport)
     bound_host, bound_port = listener:address()
   end
+  -- _on_close: what a protocol on top (HTTP, from opts._on_close) does when
+  -- the server closes
   local server = setmetatable({ host = bound_host, port = bound_port, _listener = listener,
-    _conns = {}, _active = 0, _closed = false, _slot = new_event(), _idle = new_event(),
-    _closed_ev = new_event(), _tls = tls_ctx, _tls_timeout = tls_timeout, handshake_failures = 0 }, Server)
+    _handler = handler, _conns = {}, _active = 0, _closed = false, _slot = new_event(), _idle = new_event(),
+    _closed_ev = new_event(), _on_close = { type(opts._on_close) == "function" and opts._on_close or nil }, _tls = tls_ctx, _tls_timeout = tls_timeout, handshake_failures = 0 }, Server)
   servers[server] = true
+  worker.server_opened(server)
   resources.track(server, ("Server %s%s"):format(bound_host, bound_port and (":" .. bound_port) or ""))
-  server._accepter = spawn(accept_loop, server, handler, max)
+  server._accepter = spawn(accept_loop, server, max)
   server._accepter.name = "server-accept"
   return server
 end
@@ -303,13 +311,24 @@ local function check_server(self)
   return self
 end
 
+-- Graceful: no new connection, and the handlers running go on (wait_closed
+-- waits for them; close_connections cancels them). Connections that already
+-- wait in the socket's backlog are served too: closing would reset them.
 function Server:close()
   check_server(self)
   if self._closed then return end
   self._closed = true
   resources.untrack(self)
-  self._listener:close()
+  worker.server_closed(self)
+  local listener = self._listener
+  while true do
+    local ok, s = pcall(listener.accept_nowait, listener)
+    if not ok or not s then break end
+    start_connection(self, s)
+  end
+  listener:close()
   self._accepter:cancel()
+  for _, fn in ipairs(self._on_close) do fn(self) end
   if self._active == 0 then self._idle:set() end
   self._closed_ev:set()
 end

@@ -318,7 +318,7 @@ local function serve_request(conn, first)
     send_simple(conn, 400)
     return false
   end
-  conn.keep_alive = head.keep_alive
+  conn.keep_alive = head.keep_alive and not conn.draining
   local b, st, hd, close = run_chain(conn.app, req)
   if close or rawget(req, "_gone") then return false end
   -- a body left unread (or half read) makes the next request's start unknown
@@ -349,10 +349,29 @@ local function hsts_line(v)
   return ""
 end
 
-function App:handle_connection(stream, opts)
-  if getmetatable(self) ~= App then check_self(self, App) end
-  if getmetatable(stream) ~= core.stream_mt then arg_error(2, "luaio.Stream expected, got " .. type_name(stream)) end
-  if opts == nil then opts = self._opts else opts = check_server_opts(opts, 3) end
+-- A graceful stop (the server closes: Server:close, a worker's stop): every
+-- answer from now on says Connection: close; a connection idle between two
+-- requests ends at once; one that has not sent its first request yet gets
+-- FIRST_REQUEST_WAIT seconds (it was accepted, its request may be on its way).
+local FIRST_REQUEST_WAIT = 1
+local function end_idle(live, fresh_too)
+  for conn in pairs(live.conns) do
+    conn.draining, conn.keep_alive = true, false
+    if conn.reading_head and not conn.stream:closed() and conn.stream:buffered() == 0 and (fresh_too or not conn.first) then
+      conn.task:cancel()
+    end
+  end
+end
+
+local function drain(live)
+  live.closed = true
+  end_idle(live, false)
+  core.call_later(FIRST_REQUEST_WAIT, function() end_idle(live, true) end)
+end
+
+-- live: nil, or {conns = set, closed = bool} of the server (listen) whose
+-- close drains the connections
+local function serve_connection(self, stream, opts, live)
   local function opt(k) local v = opts[k] if v == nil then v = DEFAULTS[k] end return v end
   stream:set_limits(opt("max_header"))
   stream:set_timeout(opt("body_timeout"))   -- between body reads, and for writes
@@ -362,11 +381,14 @@ function App:handle_connection(stream, opts)
     body_timeout = opt("body_timeout"), max_header = opt("max_header"),   -- (set above; kept to be seen)
     max_body = opt("max_body"), compress = opts.compress, access_log = opts.access_log or nil,
     extra_head = (opts.hsts and stream:tls_info() ~= nil) and hsts_line(opts.hsts) or "",
-    keep_alive = true, first = true, reading_head = false, body_done = true, unread = false }
+    keep_alive = true, first = true, reading_head = false, body_done = true, unread = false,
+    draining = live ~= nil and live.closed, task = live and core.current_task() }
+  if live then live.conns[conn] = true end
   local ok, err = pcall(function()
     conn.first = true
     while serve_request(conn, conn.first) do conn.first = false end
   end)
+  if live then live.conns[conn] = nil end
   -- a peer that resets, hangs up mid-request or breaks its TLS ends its own
   -- connection: nothing for the server log (handler failures are answered
   -- 500 earlier)
@@ -383,6 +405,13 @@ function App:handle_connection(stream, opts)
   pcall(stream.drain, stream)
 end
 
+function App:handle_connection(stream, opts)
+  if getmetatable(self) ~= App then check_self(self, App) end
+  if getmetatable(stream) ~= core.stream_mt then arg_error(2, "luaio.Stream expected, got " .. type_name(stream)) end
+  if opts == nil then opts = self._opts else opts = check_server_opts(opts, 3) end
+  return serve_connection(self, stream, opts, nil)
+end
+
 function App:listen(host, port, opts)
   if getmetatable(self) ~= App then check_self(self, App) end
   check_arg(host, 2, "string", 1, true)
@@ -396,7 +425,10 @@ function App:listen(host, port, opts)
   for k, v in pairs(opts) do merged[k] = v end
   opts = merged
   local app = self
-  return start_server(function(stream) app:handle_connection(stream, opts) end, host, port, opts)
+  local live = { conns = setmetatable({}, { __mode = "k" }), closed = false }
+  opts._on_close = function() drain(live) end     -- (start_server's, private)
+  -- a tail call: start_server's argument errors point at the caller's line
+  return start_server(function(stream) serve_connection(app, stream, opts, live) end, host, port, opts)
 end
 
 function App:use(middleware)
