@@ -13,7 +13,21 @@ local setmetatable, rawget, math_type = setmetatable, rawget, math.type
 local fmt = string.format
 
 local M = {}
-local api = {}   -- aio.http.reasons, .headers, .decode_query, .escape, .parse_url
+local api = {}
+
+-- s without leading and trailing spaces and tabs (linear: the pattern
+-- "^%s*(.-)%s*$" is quadratic on long inner runs of spaces)
+function M.trim(s)
+  local i = s:find("[^ \t]")
+  if not i then return "" end
+  local j = #s
+  while true do
+    local c = s:byte(j)
+    if c ~= 32 and c ~= 9 then break end
+    j = j - 1
+  end
+  return s:sub(i, j)
+end   -- aio.http.reasons, .headers, .decode_query, .escape, .parse_url
 M.api = api
 
 -- Argument checks. Each raises Lua's "bad argument #n to 'NAME' (...)"

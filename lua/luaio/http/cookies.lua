@@ -30,18 +30,7 @@ local MAX_PER_DOMAIN = 50
 local MAX_TOTAL = 3000
 M.MAX_PER_DOMAIN, M.MAX_TOTAL, M.MAX_NAME_VALUE = MAX_PER_DOMAIN, MAX_TOTAL, MAX_NAME_VALUE
 
--- s without leading and trailing spaces and tabs (linear)
-local function trim(s)
-  local i = find(s, "[^ \t]")
-  if not i then return "" end
-  local j = #s
-  while true do
-    local c = byte(s, j)
-    if c ~= 32 and c ~= 9 then break end
-    j = j - 1
-  end
-  return sub(s, i, j)
-end
+local trim = common.trim
 
 local function check_now(now, n)
   if now == nil then return os_time() end

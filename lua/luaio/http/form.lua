@@ -24,19 +24,7 @@ local function bad_request(msg)
   error(new_error("HTTPError", msg, { status = 400 }), 0)
 end
 
--- s without leading and trailing spaces and tabs (linear: the pattern
--- "^%s*(.-)%s*$" is quadratic on long inner runs of spaces)
-local function trim(s)
-  local i = find(s, "[^ \t]")
-  if not i then return "" end
-  local j = #s
-  while true do
-    local c = byte(s, j)
-    if c ~= 32 and c ~= 9 then break end
-    j = j - 1
-  end
-  return sub(s, i, j)
-end
+local trim = common.trim
 
 local function check_string(v, n, level)
   if type(v) ~= "string" then arg_error(n, "string expected, got " .. type_name(v), (level or 1) + 1) end
