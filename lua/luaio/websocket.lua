@@ -88,7 +88,7 @@ end
 
 -- app:websocket's options beyond their kinds (router.lua checks those):
 -- nil, or what is wrong
-function M.check_server_opts(opts)
+function M._check_server_opts(opts)   -- (for router.lua)
   for i, p in ipairs(opts.protocols or {}) do
     if type(p) ~= "string" or not p:find("^[%w!#$%%&'*+.^_`|~-]+$") then
       return fmt("opts.protocols[%d]: token expected, got %s", i, type(p) == "string" and fmt("%q", p) or type_name(p))

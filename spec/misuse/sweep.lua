@@ -249,6 +249,19 @@ E.track(E.echo, function(o) o:close() end)
 do
   local app = aio.http.app()
   app:route("/", function(req) E.last_request = req return { ok = true } end)
+  -- live objects: a handler hands its request (or its writer, or its
+  -- WebSocket) to the sweep and stays in it until the sweep releases it
+  E.live = {}
+  local function hold(kind, obj)
+    local slot = { obj = obj, release = aio.Event() }
+    E.live[kind] = slot
+    slot.release:wait()
+  end
+  app:route("/live", function(req) hold("request", req) return { ok = true } end)
+  app:route("/writer", function(req) hold("writer", req:respond(200, { ["content-type"] = "text/plain" })) end)
+  app:route("/sse", function(req) hold("sse", req:sse()) end)
+  app:websocket("/ws", function(ws) hold("websocket", ws) end)
+  app:websocket("/echo", function(ws) for data, kind in ws:messages() do ws:send(data, kind) end end)
   E.http = app:listen("127.0.0.1", 0)
   E.http_port = E.http.port
   E.track(E.http, function(o) o:close() end)
@@ -302,7 +315,7 @@ local WAITING_METHOD = { wait = 1, acquire = 1, run = 1, wait_for = 1, put = 1, 
   read_all = 1, write = 1, drain = 1, shutdown = 1, start_tls = 1, _start_tls = 1, _read_head = 1,
   accept = 1, sendto = 1, recvfrom = 1, close = 1, __close = 1, seek = 1, listen = 1, request = 1,
   post = 1, patch = 1, delete = 1, head = 1, handle_connection = 1, json = 1, receive = 1,
-  send = 1, ping = 1, form = 1 }
+  send = 1, ping = 1, form = 1, comment = 1, respond = 1, sse = 1 }
 local function may_wait(target)
   if WAITING[target] then return true end
   for _, p in ipairs(WAITING_PREFIX) do if target:find(p) then return true end end

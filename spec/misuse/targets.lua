@@ -176,6 +176,53 @@ function M.types(E)
              websocket = { "/ws", nop } } }
   T.Response = { make = function() return aio.http.get(url) end }
   T.Request = { make = function() aio.http.get(url) return E.last_request end }
+  -- live server-side objects, each held by its handler until closed: a
+  -- client task (or WebSocket) opens the request, the handler hands it over
+  local function live(kind, open)
+    return function()
+      E.live[kind] = nil
+      local peer = open()
+      for _ = 1, 2000 do
+        if E.live[kind] then break end
+        aio.sleep(0.005)
+      end
+      local slot = assert(E.live[kind], "the handler never ran for " .. kind)
+      E.live[kind] = nil
+      slot.peer = peer
+      E.track(slot, function(s)
+        s.release:set()
+        if type(s.peer) == "userdata" or type(s.peer) == "table" then call(s.peer, "close") end
+        if aio._is_task and aio._is_task(s.peer) then pcall(s.peer.cancel, s.peer) end
+      end, "live " .. kind)
+      return slot.obj
+    end
+  end
+  local function get_in_background(path)
+    return function()
+      return aio.spawn(function() pcall(aio.http.get, url .. path, { timeout = 60 }) end)
+    end
+  end
+  T.ServerRequest = { make = live("request", get_in_background("live")),
+    args = { read = { 10 }, respond = { 200, {} }, sse = { {} } } }
+  T.ResponseWriter = { make = live("writer", get_in_background("writer")), closer = "close",
+    close = function(o) call(o, "close") end, args = { write = { "x" } } }
+  T.SSE = { make = live("sse", get_in_background("sse")), closer = "close",
+    close = function(o) call(o, "close") end,
+    args = { send = { { data = "x", event = "e" } }, comment = { "c" } } }
+  local ws_url = "ws://127.0.0.1:" .. E.http_port .. "/ws"
+  T.WebSocketServer = { make = live("websocket", function()
+      local ws = aio.websocket.connect(ws_url, { timeout = 10 })
+      -- the client side reads, so it answers pings and the close handshake
+      E.track(aio.spawn(function() pcall(function() for _ in ws:messages() do end end) end),
+              function(t) pcall(t.cancel, t) end)
+      return ws
+    end), closer = "close", close = function(o) call(o, "close") end,
+    args = { send = { "x" }, ping = { "p" }, close = { 1000, "bye" } } }
+  T.WebSocketClient = { make = function()
+      return aio.websocket.connect(ws_url:gsub("/ws$", "/echo"), { timeout = 10 })
+    end,
+    closer = "close", close = function(o) call(o, "close") end,
+    args = { send = { "x" }, ping = { "p" }, close = { 1000, "bye" } } }
   T.Headers = { make = function() return aio.http.headers { a = "b" } end }
   T.Generator = nil   -- a generator is a plain function: swept through aio.generator
   T.Error = { make = function() return aio.new_error("X", "m") end }

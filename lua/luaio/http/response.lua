@@ -243,7 +243,10 @@ function SSE:close()
   if getmetatable(self) ~= SSE then check_self(self, SSE) end
   return self._w:close()
 end
-SSE.__close = function(self) pcall(Writer.close, self._w) end
+SSE.__close = function(self)
+  if getmetatable(self) ~= SSE then check_self(self, SSE) end
+  pcall(Writer.close, self._w)
+end
 
 M.Writer, M.SSE = Writer, SSE
 return M

@@ -116,7 +116,7 @@ function App:websocket(path, handler, opts)
   check_callable(handler, 3)
   opts = check_opts(opts, 4, WS_OPTS)
   local ws = require "luaio.websocket"
-  local why = ws.check_server_opts(opts)
+  local why = ws._check_server_opts(opts)
   if why then arg_error(4, why) end
   return self:route(path, ws.upgrade_handler(handler, opts), "GET")
 end

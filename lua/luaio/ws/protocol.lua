@@ -99,6 +99,7 @@ end
 
 -- the connection ends without a close handshake (it failed already)
 function WebSocket:_abort()
+  if getmetatable(self) ~= WebSocket then check_self(self, WebSocket) end
   if self._state ~= "closed" then
     self.close_code = self.close_code or 1006
     finish(self)
@@ -476,6 +477,7 @@ end
 -- <close>: the close handshake; a cancellation meanwhile ends the
 -- connection and goes on
 WebSocket.__close = function(self)
+  if getmetatable(self) ~= WebSocket then check_self(self, WebSocket) end
   local ok, err = pcall(WebSocket.close, self)
   if not ok then
     self:_abort()
