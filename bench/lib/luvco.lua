@@ -95,11 +95,13 @@ function M.run(main)
   uv.run()
 end
 
-function M.rss_kib()
+function M.status_kib(field)
   for l in io.lines("/proc/self/status") do
-    local v = l:match("^VmRSS:%s+(%d+)")
+    local v = l:match("^" .. field .. ":%s+(%d+)")
     if v then return tonumber(v) end
   end
 end
+function M.rss_kib() return M.status_kib("VmRSS") end
+function M.hwm_kib() return M.status_kib("VmHWM") end
 
 return M
