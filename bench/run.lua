@@ -60,6 +60,8 @@ local have_uvloop = sh_ok(PY .. " -c 'import uvloop'")
 local have_aiohttp = sh_ok(PY .. " -c 'import aiohttp, uvloop'")
 local have_node = sh_ok("command -v node")
 local have_luv = sh_ok("lua5.4 -e 'require \"luv\"'")
+local have_cqueues = sh_ok("lua5.4 -e 'require \"cqueues\"'")
+local have_lua_http = have_cqueues and sh_ok("lua5.4 -e 'package.path=\"bench/lib/?.lua;\"..package.path require \"lua_http_path\" require \"http.server\"'")
 local have_nginx = sh_ok("command -v nginx")
 local have_wrk = sh_ok("command -v wrk")
 local have_npm = sh_ok("command -v npm")
@@ -81,6 +83,7 @@ local micro = {
       { "node", { "node", "bench/spawn/node.js" }, have_node },
       { "luv+coroutines", { "lua5.4", "bench/spawn/luv.lua" }, have_luv },
       { "floor: bare C ring", "floor" },
+      { "cqueues", { "lua5.4", "bench/spawn/cqueues.lua" }, have_cqueues },
     } },
   { name = "sleepers", what = "100,000 tasks sleeping 1 s at once", key = "bytes_per_task", lower = true,
     peers = {
@@ -160,6 +163,7 @@ local net = {
       { "node", function(p) return { "node", "bench/echo/node.js", p } end, have_node },
       { "luv+coroutines", function(p) return { "lua5.4", "bench/echo/luv_co.lua", p } end, have_luv },
       { "luv callbacks", function(p) return { "lua5.4", "bench/echo/luv_cb.lua", p } end, have_luv },
+      { "cqueues", function(p) return { "lua5.4", "bench/echo/cqueues.lua", p } end, have_cqueues },
     } },
   { name = "ws-echo", what = "50 WebSocket connections ping-ponging 1 KiB text messages (C client)",
     key = "messages_per_second",
@@ -185,6 +189,7 @@ local net = {
       { "aiohttp+uvloop", function(p) return { PY, "bench/http/py_aiohttp.py", p } end, have_aiohttp },
       { "node", function(p) return { "node", "bench/http/node.js", p } end, have_node },
       { "nginx", function(p) return nginx_cmd("bench/http/nginx.conf", { PORT = p, WORKERS = "1" }) end, have_nginx },
+      { "lua-http (cqueues)", function(p) return { "lua5.4", "bench/http/lua_http.lua", p } end, have_lua_http },
     } },
   -- two worker processes each; nothing is pinned, so wrk shares the cores
   -- with the servers (on a 2-core machine: 2 workers + wrk's 2 threads)
