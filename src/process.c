@@ -371,12 +371,19 @@ typedef struct {
   uv_process_t proc;
   luaio_host *h;
   luaio_task *waiter;
+  luaio_host *busy;        /* the virtual clock counts the wait (vclock.c) */
   int64_t status;
   int term_signal, exited, closed;
   int alive_ref;           /* anchors the userdata while the child runs */
 } process;
 
 typedef struct { process *p; } process_box;
+
+/* The wait for the exit has ended (exit or cancel). */
+static void wait_over(process *p) {
+  p->waiter = NULL;
+  if (p->busy) { luaio_vclock_busy_end(p->busy); p->busy = NULL; }
+}
 
 static void on_proc_closed(uv_handle_t *h) { free(h->data); }
 
@@ -388,7 +395,7 @@ static void on_proc_exit(uv_process_t *pr, int64_t status, int sig) {
   luaio_host *h = p->h;
   if (p->waiter) {           /* the results go with the wake: the object may close before it runs */
     luaio_task *t = p->waiter;
-    p->waiter = NULL;
+    wait_over(p);
     lua_State *co = luaio_task_stack(t);
     lua_pushinteger(co, (lua_Integer)status);
     if (sig) lua_pushinteger(co, sig); else lua_pushnil(co);
@@ -407,7 +414,7 @@ static process *check_process(lua_State *L) {
   return b->p;
 }
 
-static void wait_cancel(void *data) { ((process *)data)->waiter = NULL; }
+static void wait_cancel(void *data) { wait_over(data); }
 
 /* process:wait() ⏸ -> status, signal */
 static int p_wait(lua_State *L) {
@@ -421,6 +428,7 @@ static int p_wait(lua_State *L) {
   }
   if (p->waiter) return luaL_error(L, "another task is already waiting for this process");
   p->waiter = t;
+  p->busy = luaio_vclock_busy_begin(p->h);
   return luaio_await(L, wait_cancel, p, 0, NULL);
 }
 
