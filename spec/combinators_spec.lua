@@ -1,6 +1,9 @@
 -- Combinators (API.md §2): gather, wait_for, timeout, wait, as_completed,
 -- shield, task_group.
 local aio = require "luaio"
+local testing = require "luaio.testing"
+-- every test runs as a task on the virtual clock: its sleeps and timeouts take no real time
+local it = function(name, body) return it(name, testing.it(body)) end
 
 local function sleeper(sec, value) return function() aio.sleep(sec) return value end end
 local function failer(sec, err) return function() aio.sleep(sec) error(err, 0) end end

@@ -3,8 +3,11 @@
 -- waiting functions are called directly in the tests.
 local aio = require "luaio"
 local S = require "spec.support"
+local testing = require "luaio.testing"
+local function virtual_it(name, body) return it(name, testing.it(body)) end
 
 describe("tasks", function()
+  local it = virtual_it      -- timing logic only: on the virtual clock
   it("spawn starts at the next loop turn, not inside spawn", function()
     local started = false
     local t = aio.spawn(function() started = true; return 1 end)
@@ -137,6 +140,7 @@ describe("sleep and now", function()
 end)
 
 describe("cancellation", function()
+  local it = virtual_it      -- timing logic only: on the virtual clock
   it("raises CancelledError at the waiting call and marks the task cancelled", function()
     local cleaned = false
     local t = aio.spawn(function()

@@ -1,5 +1,8 @@
 -- Queue, PriorityQueue, LifoQueue (API.md §4).
 local aio = require "luaio"
+local testing = require "luaio.testing"
+-- every test runs as a task on the virtual clock: its sleeps and timeouts take no real time
+local it = function(name, body) return it(name, testing.it(body)) end
 
 describe("Queue", function()
   it("is FIFO, with qsize/empty/full", function()

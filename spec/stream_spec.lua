@@ -1,6 +1,7 @@
 -- Streams over TCP and Unix sockets (API.md §5), with real peers.
 local aio = require "luaio"
 local S = require "spec.support"
+local testing = require "luaio.testing"
 
 local function echo_server(opts)
   return aio.start_server(function(s)
@@ -161,7 +162,7 @@ describe("streams", function()
     assert.equals("second", c:readline())
   end)
 
-  it("read and write under aio.timeout", function()
+  it("read and write under aio.timeout", testing.it(function()   -- on the virtual clock
     local server <close> = aio.start_server(function(s) aio.sleep(5) end, "127.0.0.1", 0)
     local c <close> = aio.open_connection("127.0.0.1", server.port)
     local ok, err = pcall(aio.timeout, 0.05, c.read, c, 10)
@@ -174,7 +175,7 @@ describe("streams", function()
     end)
     assert.is_true(aio.is_error(err, "TimeoutError"))
     server:close_connections()
-  end)
+  end))
 
   it("connect: refused, timeout, cancel", function()
     local ok, err = pcall(aio.open_connection, "127.0.0.1", 1)

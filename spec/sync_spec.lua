@@ -1,5 +1,8 @@
 -- Lock, Semaphore, BoundedSemaphore, Event, Condition (API.md §4).
 local aio = require "luaio"
+local testing = require "luaio.testing"
+-- every test runs as a task on the virtual clock: its sleeps and timeouts take no real time
+local it = function(name, body) return it(name, testing.it(body)) end
 
 describe("Lock", function()
   it("excludes, and hands over in FIFO order", function()

@@ -104,6 +104,20 @@ uv_pipe_t *luaio_stream_new_pipe(lua_State *L, luaio_host *h) {
   return &s->u.pipe;
 }
 
+int luaio_stream_child_fd(lua_State *L, int idx, const char **why) {
+  stream_box *box = luaL_testudata(L, idx, STREAM_MT);
+  if (!box) return -1;
+  stream *s = box->s;
+  uv_os_fd_t fd;
+  *why = NULL;
+  if (!s || s->closing) *why = "the Stream is closed";
+  else if (s->tls) *why = "a TLS Stream cannot be handed to a child";
+  else if (s->reader || s->writer || s->queued) *why = "the Stream is in use (a read or write is pending)";
+  else if (s->rb.len > 0) *why = "the Stream has read data buffered (hand it over before reading from it)";
+  else if (uv_fileno(&s->u.handle, &fd) < 0) *why = "the Stream has no descriptor";
+  return *why ? -2 : (int)fd;
+}
+
 void stream_open_connect(lua_State *L, luaio_host *h) {
   static const luaL_Reg funcs[] = {
     {"tcp_connect", l_tcp_connect}, {"pipe_connect", l_pipe_connect}, {NULL, NULL}};

@@ -112,6 +112,18 @@ void luaio_open_errors(lua_State *L) {
 static int push_public_name(lua_State *L) {
   int fn = lua_gettop(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  /* luaio.testing's functions are testing.NAME (the module is not in aio) */
+  if (lua_getfield(L, -1, "luaio.testing") == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, fn)) {
+        lua_pushfstring(L, "testing.%s", lua_tostring(L, -2));
+        goto found;
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
   if (lua_getfield(L, -1, "luaio") != LUA_TTABLE) { lua_settop(L, fn - 1); return 0; }
   int aio = lua_gettop(L);
   lua_pushnil(L);

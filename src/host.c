@@ -272,22 +272,23 @@ static int run_nested_k(lua_State *L, int status, lua_KContext ctx) {
   return lua_gettop(L) - (int)ctx;
 }
 
-/* aio.run(fn, ...) */
-static int l_run(lua_State *L) {
+/* aio.run(fn, ...), and testing.run on the virtual clock (vclock.c) */
+static int run(lua_State *L, int virtual) {
   luaio_host *h = luaio_upvalue_host(L);
+  const char *fname = virtual ? "testing.run" : "aio.run";
   if (called_from_main_chunk(L, h)) {
     /* a script written for stock lua5.4 ends with aio.run(main); under the
     ** luaio command its top level already is the main task, so main runs as a
-    ** task of this loop, with run's end semantics (init.lua, run_nested) */
+    ** task of this loop, with run's end semantics (hooks.lua, run_nested) */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->hooks_ref);
-    lua_getfield(L, -1, "run_nested");
+    lua_getfield(L, -1, virtual ? "run_virtual" : "run_nested");
     lua_remove(L, -2);
     lua_insert(L, 1);
     lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, run_nested_k);
     return run_nested_k(L, LUA_OK, 0);
   }
   if (h->running || luaio_current(L))
-    return luaL_error(L, "aio.run cannot be called while a loop is running (it is not re-entrant)");
+    return luaL_error(L, "%s cannot be called while a loop is running (it is not re-entrant)", fname);
   luaio_checkany(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->hooks_ref);
   lua_getfield(L, -1, "spawn");
@@ -295,11 +296,16 @@ static int l_run(lua_State *L) {
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, 1);
   luaio_task *t = luaio_check_task(L, 1);
+  if (virtual) luaio_vclock_switch(h, 1);
   run_until(h, t);
+  if (virtual) luaio_vclock_switch(h, 0);
   int n = luaio_task_results(t, L);
   if (t->state == TASK_DONE) return n;
   return lua_error(L);
 }
+
+static int l_run(lua_State *L) { return run(L, 0); }
+static int l_run_virtual(lua_State *L) { return run(L, 1); }
 
 static int l_set_debug(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
@@ -340,7 +346,7 @@ static int l_get_debug(lua_State *L) {
 
 void luaio_open_host(lua_State *L, luaio_host *h) {
   static const luaL_Reg funcs[] = {
-    {"run", l_run}, {"set_debug", l_set_debug}, {"get_debug", l_get_debug},
+    {"run", l_run}, {"run_virtual", l_run_virtual}, {"set_debug", l_set_debug}, {"get_debug", l_get_debug},
     {"interrupted", l_interrupted}, {NULL, NULL}};
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);

@@ -42,6 +42,15 @@ struct luaio_host {
   luaio_timerheap timers;
   uint64_t armed_due;  /* what `timer` is armed for; 0: not armed */
 
+  /* ---- the virtual clock of luaio.testing (vclock.c): off, the real one ---- */
+  struct {
+    int on;
+    uint64_t ms, origin;   /* now and its zero, on the timer heap's scale (ms) */
+    uint32_t busy;         /* native operations waited on: no jump while > 0 */
+    uint64_t seen;         /* h->switches at the last tick */
+    uv_idle_t idle;        /* ticks while deadlines are pending and nothing is busy */
+  } vclock;
+
   /* ---- pending tasks (task.c): slots of the anchor table, free list in C ---- */
   struct {
     int ref;           /* registry ref: table slot -> Task userdata */
@@ -120,6 +129,13 @@ void luaio_timers_init(luaio_host *h);     /* timers.c */
 void luaio_timers_close(luaio_host *h);
 void luaio_timers_free(luaio_host *h);
 void luaio_open_timers(lua_State *L, luaio_host *h);
+void luaio_timers_rearm(luaio_host *h);
+void luaio_timers_fire(luaio_host *h, uint64_t now);   /* the deadlines up to now (ms) */
+void luaio_vclock_init(luaio_host *h);     /* vclock.c */
+void luaio_vclock_close(luaio_host *h);
+void luaio_vclock_kick(luaio_host *h);
+void luaio_vclock_switch(luaio_host *h, int on);
+void luaio_open_vclock(lua_State *L, luaio_host *h);
 void luaio_post_init(luaio_host *h);       /* post.c */
 void luaio_post_close(luaio_host *h);
 void luaio_post_free(luaio_host *h);

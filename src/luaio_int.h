@@ -95,6 +95,16 @@ void luaio_open_sched(lua_State *L, luaio_host *h);
 ** loop, with tm already disarmed. */
 void luaio_timer_arm(luaio_host *h, luaio_timer *tm, double seconds);
 void luaio_timer_disarm(luaio_host *h, luaio_timer *tm);
+/* The host's clock in seconds (aio.now): the virtual clock of luaio.testing
+** when it is on (vclock.c), else the monotonic clock. Deadlines given as a
+** time of this clock are measured against it. */
+double luaio_now(luaio_host *h);
+/* A native operation that finishes by itself (DNS, a file or thread job, a
+** connect, a child's exit) is waited on: the virtual clock does not jump
+** while one is. Returns h when it was counted (the virtual clock is on): the
+** waiter then calls luaio_vclock_busy_end(h) once, when the wait ends. */
+luaio_host *luaio_vclock_busy_begin(luaio_host *h);
+void luaio_vclock_busy_end(luaio_host *h);
 
 /* ---- tasks (task.c) ---- */
 luaio_task *luaio_check_task(lua_State *L, int idx);

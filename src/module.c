@@ -19,7 +19,8 @@
 **                                         -> true, ...; false, err when cancelled
 ** wake(task, owner, ...)   sched.c        resume a task parked on owner with ...; false
 **                                         if it is not (any more) parked on owner
-** now()                    sched.c        a monotonic clock, seconds   [aio.now]
+** now()                    sched.c        a monotonic clock, seconds (the virtual one
+**                                         while it is on: vclock.c)   [aio.now]
 ** stats()                  sched.c        {tasks, ready, timers, handles, switches,
 **                                         iterations, spawned}   [aio.stats]
 ** need_task(fname)         sched.c        -> the running task, or the "must be called
@@ -37,6 +38,15 @@
 ** run(fn, ...)             host.c         run fn as the main task of a loop to its end
 **                                         (inside the luaio command: hooks.run_nested)
 **                                         [aio.run]
+** run_virtual(fn, ...)     host.c         run on the virtual clock (inside the luaio
+**                                         command: hooks.run_virtual)   [testing.run]
+** set_clock(virtual)       vclock.c       switch the host's clock (-> whether it was
+**                                         virtual); the rules of the jump: vclock.c
+** clock_virtual()          vclock.c       -> whether the clock is virtual
+** clock_fire(t)            vclock.c       the earliest deadlines, if due by t (a time of
+**                                         aio.now()): the clock moves there, they fire
+**                                         -> whether any did   (testing.advance)
+** clock_set(t)             vclock.c       move the virtual clock forward to t
 ** set_debug(on [, opts])   host.c         debug mode (opts.slow_callback, seconds):
 **                                         slow-task warnings, open-resource report
 **                                         [aio.set_debug]
@@ -98,7 +108,9 @@
 ** to_thread(fn, ...) ⏸     thread.c       run fn in a worker Lua state on the libuv pool
 **                                         [aio.to_thread]
 ** exec(argv [, opts]) ⏸    process.c      -> {status, signal, stdout, stderr}   [aio.exec]
-** spawn_process(argv [, opts]) process.c  -> Process   [aio.spawn_process]
+** spawn_process(argv [, opts]) process.c  -> Process; opts.stdin/stdout/stderr: "pipe",
+**                                         "inherit", "null", a Stream, stderr "stdout"
+**                                         [aio.spawn_process]
 ** fs                       fs.c           table: read_file, write_file, append_file,
 **                                         stat, listdir, mkdir, remove, rename, open
 **                                         (⏸ all) [aio.fs; system.lua adds exists]
@@ -118,6 +130,8 @@
 ** run_nested(fn, ...)      host.c (l_run)  required: aio.run(main) at the top level
 **                                         of a script the luaio command runs: main as
 **                                         a task, with asyncio.run's end semantics
+** run_virtual(fn, ...)     host.c (run_virtual), testing.it  required: run_nested
+**                                         on the virtual clock, then back to the real one
 ** resolve_udp(host, family) -> addr  udp.c (sendto)  required for sendto to a
 **                                         host name: an address of the socket's family
 ** worker_stop(signal, grace) worker.c    required in worker mode: SIGTERM/SIGINT came;

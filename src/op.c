@@ -4,5 +4,6 @@
 void luaio_op_cancel(void *data) {
   luaio_op *op = data;
   op->task = NULL;
+  if (op->busy) { luaio_vclock_busy_end(op->busy); op->busy = NULL; }
   if (op->abort) op->abort(op);
 }

@@ -16,6 +16,7 @@ typedef struct luaio_op luaio_op;
 struct luaio_op {
   luaio_task *task;               /* the waiting task, NULL once it gave up */
   void (*abort)(luaio_op *op);    /* after a cancel: stop the work if it can (may be NULL) */
+  luaio_host *busy;               /* counted by the virtual clock while waited on */
 };
 
 /* The luaio_await cancel of every operation: forget the task (the result
@@ -27,6 +28,7 @@ static inline int luaio_op_await(lua_State *L, luaio_op *op, luaio_task *t,
                                  void (*abort)(luaio_op *), lua_KFunction k) {
   op->task = t;
   op->abort = abort;
+  op->busy = luaio_vclock_busy_begin(t->host);
   return luaio_await(L, luaio_op_cancel, op, 0, k);
 }
 
@@ -35,6 +37,7 @@ static inline int luaio_op_await(lua_State *L, luaio_op *op, luaio_task *t,
 static inline luaio_task *luaio_op_take(luaio_op *op) {
   luaio_task *t = op->task;
   op->task = NULL;
+  if (op->busy) { luaio_vclock_busy_end(op->busy); op->busy = NULL; }
   return t;
 }
 

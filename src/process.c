@@ -371,12 +371,19 @@ typedef struct {
   uv_process_t proc;
   luaio_host *h;
   luaio_task *waiter;
+  luaio_host *busy;        /* the virtual clock counts the wait (vclock.c) */
   int64_t status;
   int term_signal, exited, closed;
   int alive_ref;           /* anchors the userdata while the child runs */
 } process;
 
 typedef struct { process *p; } process_box;
+
+/* The wait for the exit has ended (exit or cancel). */
+static void wait_over(process *p) {
+  p->waiter = NULL;
+  if (p->busy) { luaio_vclock_busy_end(p->busy); p->busy = NULL; }
+}
 
 static void on_proc_closed(uv_handle_t *h) { free(h->data); }
 
@@ -388,7 +395,7 @@ static void on_proc_exit(uv_process_t *pr, int64_t status, int sig) {
   luaio_host *h = p->h;
   if (p->waiter) {           /* the results go with the wake: the object may close before it runs */
     luaio_task *t = p->waiter;
-    p->waiter = NULL;
+    wait_over(p);
     lua_State *co = luaio_task_stack(t);
     lua_pushinteger(co, (lua_Integer)status);
     if (sig) lua_pushinteger(co, sig); else lua_pushnil(co);
@@ -407,7 +414,7 @@ static process *check_process(lua_State *L) {
   return b->p;
 }
 
-static void wait_cancel(void *data) { ((process *)data)->waiter = NULL; }
+static void wait_cancel(void *data) { wait_over(data); }
 
 /* process:wait() ⏸ -> status, signal */
 static int p_wait(lua_State *L) {
@@ -421,6 +428,7 @@ static int p_wait(lua_State *L) {
   }
   if (p->waiter) return luaL_error(L, "another task is already waiting for this process");
   p->waiter = t;
+  p->busy = luaio_vclock_busy_begin(p->h);
   return luaio_await(L, wait_cancel, p, 0, NULL);
 }
 
@@ -511,48 +519,144 @@ static int p_index(lua_State *L) {
   return 1;
 }
 
+/* ---- spawn_process: stdio options (API.md §7b) -------------------------- */
+
+enum { IO_PIPE, IO_INHERIT, IO_NULL, IO_STREAM, IO_MERGE };
+static const char *const stdio_names[3] = { "stdin", "stdout", "stderr" };
+
+typedef struct {
+  int kind[3];
+  int fd[3];           /* IO_STREAM: the Stream's; IO_NULL: /dev/null, opened */
+  int merge_fd;        /* stderr = "stdout" with a stdout pipe: the pipe's child end */
+} stdio_plan;
+
+/* opts.<stdin|stdout|stderr> -> the plan for stdio i, checked before
+** anything is made; the option stays at stack index 3 + i. */
+static void plan_stdio(lua_State *L, stdio_plan *sp, int i) {
+  const char *name = stdio_names[i];
+  int t = lua_istable(L, 2) ? lua_getfield(L, 2, name) : (lua_pushnil(L), LUA_TNIL);
+  sp->fd[i] = -1;
+  sp->kind[i] = IO_PIPE;
+  if (t == LUA_TNIL) return;
+  if (t == LUA_TSTRING) {
+    const char *v = lua_tostring(L, -1);
+    if (strcmp(v, "pipe") == 0) return;
+    if (strcmp(v, "inherit") == 0) { sp->kind[i] = IO_INHERIT; return; }
+    if (strcmp(v, "null") == 0) { sp->kind[i] = IO_NULL; return; }
+    if (i == 2 && strcmp(v, "stdout") == 0) { sp->kind[i] = IO_MERGE; return; }
+  }
+  const char *why = NULL;
+  int fd = luaio_stream_child_fd(L, -1, &why);
+  if (fd >= 0) { sp->kind[i] = IO_STREAM; sp->fd[i] = fd; return; }
+  if (fd == -2) luaio_argerror(L, 2, lua_pushfstring(L, "opts.%s: %s", name, why));
+  luaio_argerror(L, 2, lua_pushfstring(L, "opts.%s: \"pipe\", \"inherit\", \"null\"%s or a Stream expected, got %s",
+                                       name, i == 2 ? ", \"stdout\"" : "",
+                                       t == LUA_TSTRING ? lua_pushfstring(L, "\"%s\"", lua_tostring(L, -1))
+                                                        : luaL_typename(L, -1)));
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) { uv_fs_t req; uv_fs_close(NULL, &req, *fd, NULL); uv_fs_req_cleanup(&req); *fd = -1; }
+}
+
+static void plan_release(stdio_plan *sp) {
+  for (int i = 0; i < 3; i++) if (sp->kind[i] == IO_NULL) close_fd(&sp->fd[i]);
+  close_fd(&sp->merge_fd);
+}
+
+static void inherit(uv_stdio_container_t *c, int fd) {
+  c->flags = UV_INHERIT_FD;
+  c->data.fd = fd;
+}
+
+/* The containers for uv_spawn; the pipe Streams go to the process's
+** uservalues (at idx). -> 0, or a libuv error (what fails, in *what). */
+static int make_stdio(lua_State *L, luaio_host *h, int idx, stdio_plan *sp,
+                      uv_stdio_container_t stdio[3], const char **what) {
+  for (int i = 0; i < 3; i++) {
+    if (sp->kind[i] == IO_NULL) {
+      uv_fs_t req;
+      int fd = uv_fs_open(NULL, &req, "/dev/null", i == 0 ? UV_FS_O_RDONLY : UV_FS_O_WRONLY, 0, NULL);
+      uv_fs_req_cleanup(&req);
+      if (fd < 0) { *what = "open /dev/null"; return fd; }
+      sp->fd[i] = fd;
+    }
+  }
+  for (int i = 0; i < 3; i++) {
+    switch (sp->kind[i]) {
+      case IO_INHERIT: inherit(&stdio[i], i); break;
+      case IO_NULL: case IO_STREAM: inherit(&stdio[i], sp->fd[i]); break;
+      case IO_MERGE: stdio[i] = stdio[1]; break;
+      case IO_PIPE: {
+        uv_pipe_t *pipe = luaio_stream_new_pipe(L, h);
+        lua_setiuservalue(L, idx, i + 1);
+        if (i == 1 && sp->kind[2] == IO_MERGE) {
+          /* one pipe for both: made here, its child end inherited twice */
+          uv_file ends[2];
+          int r = uv_pipe(ends, 0, 0);
+          if (r < 0) { *what = "pipe"; return r; }
+          sp->merge_fd = ends[1];
+          if ((r = uv_pipe_open(pipe, ends[0])) < 0) { close_fd(&ends[0]); *what = "pipe"; return r; }
+          inherit(&stdio[i], ends[1]);
+          break;
+        }
+        stdio[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
+        stdio[i].data.stream = (uv_stream_t *)pipe;
+      }
+    }
+  }
+  return 0;
+}
+
+/* After the spawn (idx: the process): the Streams handed over are the
+** child's now, and the parent's side is closed. */
+static void close_handed(lua_State *L, stdio_plan *sp) {
+  for (int i = 0; i < 3; i++) {
+    if (sp->kind[i] != IO_STREAM) continue;
+    lua_getfield(L, 3 + i, "close");
+    lua_pushvalue(L, 3 + i);
+    lua_call(L, 1, 0);
+  }
+}
+
 /* spawn_process(argv [, opts]) -> process */
 static int l_spawn_process(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
   if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2)) return luaio_typeerror(L, 2, "table");
+  lua_settop(L, 2);
+  stdio_plan sp = { .merge_fd = -1 };
+  for (int i = 0; i < 3; i++) plan_stdio(L, &sp, i);      /* 3, 4, 5: the options */
   spawn_args a;
   read_args(L, 1, 2, &a);
-  lua_settop(L, 2);
-  process_box *box = lua_newuserdatauv(L, sizeof *box, 3);       /* 3 */
+  process_box *box = lua_newuserdatauv(L, sizeof *box, 3);       /* 6 */
+  int idx = lua_gettop(L);
   box->p = calloc(1, sizeof(process));
   process *p = box->p;
   p->h = h;
   p->alive_ref = LUA_NOREF;
   luaL_setmetatable(L, PROCESS_MT);
   uv_stdio_container_t stdio[3];
-  for (int i = 0; i < 3; i++) {
-    uv_pipe_t *pipe = luaio_stream_new_pipe(L, h);
-    lua_setiuservalue(L, 3, i + 1);
-    stdio[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
-    stdio[i].data.stream = (uv_stream_t *)pipe;
-  }
-  int r = spawn_child(h->loop, &p->proc, &a, stdio, on_proc_exit, p);
+  const char *what = "spawn";
+  int r = make_stdio(L, h, idx, &sp, stdio, &what);
+  if (r == 0) r = spawn_child(h->loop, &p->proc, &a, stdio, on_proc_exit, p);
+  plan_release(&sp);
   if (r < 0) {
-    lua_pushfstring(L, "spawn %s", a.argv[0]);
+    lua_pushfstring(L, "%s %s", what, a.argv[0]);
     free_args(&a);
     p->exited = 1;
     p->closed = 1;
-    /* close the pipes; the process handle was initialised by uv_spawn */
-    for (int i = 0; i < 3; i++) {
-      lua_getiuservalue(L, 3, i + 1);
-      lua_getfield(L, -1, "close");
-      lua_insert(L, -2);
-      lua_call(L, 1, 0);
-    }
-    uv_close((uv_handle_t *)&p->proc, on_proc_closed);
+    close_pipes(L, idx);
+    if (strcmp(what, "spawn") == 0) uv_close((uv_handle_t *)&p->proc, on_proc_closed);   /* uv_spawn initialised it */
+    else free(p);
     box->p = NULL;
-    return luaio_uverror(L, "OSError", r, lua_tostring(L, 4));
+    return luaio_uverror(L, "OSError", r, lua_tostring(L, -1));
   }
   free_args(&a);
+  close_handed(L, &sp);
   h->handles++;
-  lua_pushvalue(L, 3);
+  lua_pushvalue(L, idx);
   p->alive_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_settop(L, 3);
+  lua_settop(L, idx);
   return 1;
 }
 

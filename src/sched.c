@@ -452,7 +452,7 @@ static int l_wake(lua_State *L) {
 }
 
 static int l_now(lua_State *L) {
-  lua_pushnumber(L, (double)uv_hrtime() / 1e9);
+  lua_pushnumber(L, luaio_now(luaio_upvalue_host(L)));
   return 1;
 }
 
@@ -479,5 +479,6 @@ void luaio_open_sched(lua_State *L, luaio_host *h) {
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);
   luaio_open_timers(L, h);
+  luaio_open_vclock(L, h);
   luaio_open_task(L, h);
 }

@@ -10,4 +10,10 @@
 ** any Stream. */
 uv_pipe_t *luaio_stream_new_pipe(lua_State *L, luaio_host *h);
 
+/* The descriptor of the Stream at idx, for a child process to inherit
+** (spawn_process's stdio); the caller closes the Stream after the spawn.
+** -1: idx is not a Stream; -2: it cannot be handed over (*why says why:
+** closed, TLS, busy, or holding data read ahead). */
+int luaio_stream_child_fd(lua_State *L, int idx, const char **why);
+
 #endif

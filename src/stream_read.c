@@ -164,7 +164,7 @@ int stream_do_read(lua_State *L, int op) {
   start_reading(s);
   double wait = s->timeout;
   if (op == OP_HEAD && lua_type(L, 3) == LUA_TNUMBER) {   /* a deadline for the whole head */
-    wait = lua_tonumber(L, 3) - (double)uv_hrtime() / 1e9;
+    wait = lua_tonumber(L, 3) - luaio_now(s->h);
     if (wait < 0) wait = 0;
   }
   if (wait == 0)                  /* set_timeout(0), a deadline passed: time out at once */

@@ -12,6 +12,7 @@ static void on_timer(uv_timer_t *handle);
 /* Keep the uv timer armed for the earliest deadline, touching it only
 ** when that deadline changes. */
 static void rearm(luaio_host *h) {
+  if (h->vclock.on) { luaio_vclock_kick(h); return; }   /* vclock.c fires them */
   luaio_timer *top = luaio_timerheap_top(&h->timers);
   if (!top) {
     if (h->armed_due) { uv_timer_stop(&h->timer); h->armed_due = 0; }
@@ -25,10 +26,16 @@ static void rearm(luaio_host *h) {
 
 void luaio_timer_arm(luaio_host *h, luaio_timer *tm, double seconds) {
   if (tm->slot) luaio_timer_disarm(h, tm);
-  double ms = ceil(seconds * 1000.0);
+  /* whole milliseconds, not one more for a product's rounding (0.7 s: 700) */
+  double ms = ceil(seconds * 1000.0 - 1e-6);
   if (ms > 9e15) ms = 9e15;
-  uv_update_time(h->loop);
-  tm->due = uv_now(h->loop) + (uint64_t)(ms > 0 ? ms : 0);
+  uint64_t now;
+  if (h->vclock.on) now = h->vclock.ms;
+  else {
+    uv_update_time(h->loop);
+    now = uv_now(h->loop);
+  }
+  tm->due = now + (uint64_t)(ms > 0 ? ms : 0);
   int first = luaio_timerheap_push(&h->timers, tm);
   if (first < 0) luaio_oom("the timer heap");
   if (first) rearm(h);
@@ -38,25 +45,37 @@ void luaio_timer_disarm(luaio_host *h, luaio_timer *tm) {
   if (tm->slot && luaio_timerheap_remove(&h->timers, tm)) rearm(h);
 }
 
-static void on_timer(uv_timer_t *handle) {
-  luaio_host *h = handle->data;
-  uint64_t now = uv_now(h->loop);
-  luaio_timer *tm;
+void luaio_timers_rearm(luaio_host *h) {
   h->armed_due = 0;
+  uv_timer_stop(&h->timer);
+  rearm(h);
+}
+
+/* Fire the deadlines up to now in order (equal ones in arming order). */
+void luaio_timers_fire(luaio_host *h, uint64_t now) {
+  luaio_timer *tm;
   while ((tm = luaio_timerheap_top(&h->timers)) && tm->due <= now) {
     luaio_timerheap_remove(&h->timers, tm);
     tm->fire(tm);
   }
+}
+
+static void on_timer(uv_timer_t *handle) {
+  luaio_host *h = handle->data;
+  h->armed_due = 0;
+  luaio_timers_fire(h, uv_now(h->loop));
   rearm(h);
 }
 
 void luaio_timers_init(luaio_host *h) {
   uv_timer_init(h->loop, &h->timer);
   h->timer.data = h;
+  luaio_vclock_init(h);
 }
 
 void luaio_timers_close(luaio_host *h) {
   uv_close((uv_handle_t *)&h->timer, NULL);
+  luaio_vclock_close(h);
 }
 
 void luaio_timers_free(luaio_host *h) {

@@ -59,6 +59,20 @@ hooks.run_nested = function(fn, ...)
   error(res[2], 0)
 end
 
+-- run_virtual(fn, ...) (host.c, testing.run at the top level of a script
+-- under the luaio command; testing.it inside a task): run_nested on the
+-- virtual clock (vclock.c), switched back to the real one at the end
+hooks.run_virtual = function(fn, ...)
+  if core.clock_virtual() then
+    error("testing.run and testing.it cannot be nested (the clock is virtual already)", 2)
+  end
+  core.set_clock(true)
+  local res = pack(pcall(hooks.run_nested, fn, ...))
+  core.set_clock(false)
+  if res[1] then return unpack(res, 2, res.n) end
+  error(res[2], 0)
+end
+
 -- slow_task(task, seconds, where) (sched.c, debug mode): a task that held
 -- the loop too long
 hooks.slow_task = function(task, took, where)
