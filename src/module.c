@@ -226,6 +226,7 @@ static void (*const subsystems[])(lua_State *L, luaio_host *h) = {
   luaio_open_stream, luaio_open_udp, luaio_open_dns, luaio_open_fs,
   luaio_open_process, luaio_open_signal, luaio_open_thread, luaio_open_http_parse,
   luaio_open_tls, luaio_open_json, luaio_open_zlib, luaio_open_ws, luaio_worker_open,
+  luaio_open_waitinfo, luaio_open_track, luaio_open_monitor,
 };
 
 int luaopen_luaio(lua_State *L) {
