@@ -191,10 +191,12 @@ function M.start(path)
 end
 
 -- aio.monitor(path) -> handle
-function M.monitor(path)
+function M.monitor(...)
+  local path = ...
+  if select("#", ...) == 0 then arg_error(1, "string expected, got no value", 1) end
   check_type(path, 1, "string")
-  if path:find("\0", 1, true) then arg_error(1, "string contains a NUL byte", 2) end
-  if path == "" then arg_error(1, "empty path", 2) end
+  if path:find("\0", 1, true) then arg_error(1, "string contains a NUL byte", 1) end
+  if path == "" then arg_error(1, "empty path", 1) end
   return M.start(path)
 end
 
