@@ -50,6 +50,7 @@ local function exists(p) local f = io.open(p) if f then f:close() return true en
 local server = aio.start_server(function(s) s:readline() end, "127.0.0.1", 0)
 local conn = aio.open_connection("127.0.0.1", server.port)
 local proc = aio.spawn_process({ "sleep", "60" })
+local killer <close> = setmetatable({}, { __close = function() proc:kill("SIGKILL") end })
 aio.spawn(function() aio.sleep(600) end).name = "sleeper"                   -- @sleep
 aio.spawn(function() lock:acquire() end).name = "locker"                     -- @lock
 aio.spawn(function() q:get() end).name = "getter"                            -- @queue
@@ -66,7 +67,6 @@ aio.spawn(function()                                                         -- 
 end).name = "victim"
 io.stdout:write("READY\n") io.stdout:flush()
 while not exists(dir .. "/stop") do aio.sleep(0.05) end
-proc:kill("SIGKILL")
 io.stdout:write("BYE\n") io.stdout:flush()
 ]]
 
@@ -114,7 +114,10 @@ describe("the monitor of a running program", function()
   lazy_teardown(function()
     if child then
       P.write(dir .. "/stop", "")
+      local status = child:wait(30)           -- it ends by itself, the monitor listening
       child:stop(10)
+      assert.equals(0, status)
+      assert.matches("BYE\n", child:output())
     end
     P.rmtree(dir)
   end)
@@ -254,6 +257,7 @@ describe("the monitor's socket and the program's end", function()
       assert.matches("LUAIO_MONITOR: .*another program listens on this socket", r.stderr)
     end)
     P.write(dir .. "/stop", "")
+    child:wait(30)
     child:stop(10)
     os.remove(dir .. "/stop")
     assert(ok, err)
