@@ -197,6 +197,7 @@ function M.monitor(...)
   check_type(path, 1, "string")
   if path:find("\0", 1, true) then arg_error(1, "string contains a NUL byte", 1) end
   if path == "" then arg_error(1, "empty path", 1) end
+  if #path >= 108 then arg_error(1, "path too long for a Unix socket", 1) end
   return M.start(path)
 end
 
