@@ -14,15 +14,7 @@ local function run_debug(code, name)
   return r.stderr, r.status
 end
 
--- the line number of the first line of `code` containing `marker`
-local function line_of(code, marker)
-  local n = 0
-  for line in (code .. "\n"):gmatch("([^\n]*)\n") do
-    n = n + 1
-    if line:find(marker, 1, true) then return n end
-  end
-  error("no line with " .. marker)
-end
+local line_of = P.line_of
 
 local LEFT_OPEN = [[
 local aio = require "luaio"

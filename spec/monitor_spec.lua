@@ -70,14 +70,7 @@ while not exists(dir .. "/stop") do aio.sleep(0.05) end
 io.stdout:write("BYE\n") io.stdout:flush()
 ]]
 
-local function line_of(code, marker)
-  local n = 0
-  for line in (code .. "\n"):gmatch("([^\n]*)\n") do
-    n = n + 1
-    if line:find(marker, 1, true) then return n end
-  end
-  error("no line with " .. marker)
-end
+local line_of = P.line_of
 
 local function split(line)
   local f = {}
