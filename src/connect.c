@@ -1,5 +1,6 @@
 /* connect.c — opening streams: tcp_connect, pipe_connect (a luaio_op the
 ** task waits on), and the pipe streams of child processes (stream.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
@@ -61,8 +62,11 @@ static int l_tcp_connect(lua_State *L) {
   stream *s = stream_alloc(h);
   if (!s) return luaL_error(L, "out of memory");
   uv_tcp_init(h->loop, &s->u.tcp);
+  char to[96];
+  snprintf(to, sizeof to, strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, (int)port);
   lua_settop(L, 0);
   stream_push(L, s);
+  luaio_track(L, h, 1, "stream to %s", to);
   connect_op *op = malloc(sizeof *op);
   if (!op) return connect_fail(L, s, UV_ENOMEM, "connect");
   op->s = s;
@@ -86,6 +90,7 @@ static int l_pipe_connect(lua_State *L) {
   s->is_pipe = 1;
   lua_settop(L, 1);
   stream_push(L, s);
+  luaio_track(L, h, -1, "stream to %s", path);
   lua_replace(L, 1);
   connect_op *op = malloc(sizeof *op);
   if (!op) return connect_fail(L, s, UV_ENOMEM, "connect");
@@ -100,7 +105,7 @@ uv_pipe_t *luaio_stream_new_pipe(lua_State *L, luaio_host *h) {
   if (!s) { luaL_error(L, "out of memory"); return NULL; }
   uv_pipe_init(h->loop, &s->u.pipe, 0);
   s->is_pipe = 1;
-  stream_push(L, s);
+  stream_push(L, s);      /* (not tracked: its process is, and closes it) */
   return &s->u.pipe;
 }
 
@@ -118,7 +123,13 @@ int luaio_stream_child_fd(lua_State *L, int idx, const char **why) {
   return *why ? -2 : (int)fd;
 }
 
+static void describe_connect(lua_State *L, void *data) {
+  connect_op *op = luaio_container_of((luaio_op *)data, connect_op, op);
+  lua_pushstring(L, op->s->is_pipe ? "connect to a Unix socket" : "connect (TCP)");
+}
+
 void stream_open_connect(lua_State *L, luaio_host *h) {
+  luaio_wait_kind(h, LUAIO_WAIT_KEY(connect_abort), describe_connect);
   static const luaL_Reg funcs[] = {
     {"tcp_connect", l_tcp_connect}, {"pipe_connect", l_pipe_connect}, {NULL, NULL}};
   lua_pushlightuserdata(L, h);

@@ -76,7 +76,10 @@ static int l_getaddrinfo(lua_State *L) {
   return luaio_op_await(L, &op->op, t, dns_abort, NULL);
 }
 
+static void describe_lookup(lua_State *L, void *data) { (void)data; lua_pushliteral(L, "DNS lookup"); }
+
 void luaio_open_dns(lua_State *L, luaio_host *h) {
+  luaio_wait_kind(h, LUAIO_WAIT_KEY(dns_abort), describe_lookup);
   lua_pushlightuserdata(L, h);
   lua_pushcclosure(L, l_getaddrinfo, 1);
   lua_setfield(L, -2, "getaddrinfo");

@@ -322,11 +322,17 @@ static void fs_done(uv_work_t *req, int status) {
     return;
   }
   int n = push_results(co, j);
+  if (j->op == OPEN) luaio_track(co, t->host, -1, "file %s", j->path);
   free_job(j);
   luaio_wake(t, n);
 }
 
 static void fs_abort(luaio_op *op) { uv_cancel((uv_req_t *)&luaio_container_of(op, fs_job, wait)->work); }
+
+static void describe_job(lua_State *L, void *data) {
+  fs_job *j = luaio_container_of((luaio_op *)data, fs_job, wait);
+  lua_pushfstring(L, "file %s %s", op_names[j->op], j->path ? j->path : "");
+}
 
 static fs_job *new_job(lua_State *L, int op, int path_idx) {
   lua_pushfstring(L, op >= FREAD ? "file:%s" : "aio.fs.%s", op_names[op]);
@@ -494,6 +500,7 @@ static int f_close(lua_State *L) {
   if (f->closed) return 0;
   fs_job *j = new_job(L, FCLOSE, 0);     /* raises outside a task, before anything changes */
   f->closed = 1;
+  luaio_untrack(luaio_host_get(L), f);
   if (f->f->busy > 0) {
     f->f->close_pending = 1;
     free_job(j);
@@ -508,6 +515,7 @@ static int f_gc(lua_State *L) {
   if (!f || !f->f) return 0;
   file_state *st = f->f;
   f->f = NULL;
+  if (!f->closed) luaio_untrack(luaio_host_get(L), f);
   f->closed = 1;
   if (st->busy > 0) { st->close_pending = 1; st->box_gone = 1; return 0; }
   if (st->fd >= 0) close(st->fd);
@@ -522,6 +530,7 @@ static int f_tostring(lua_State *L) {
 }
 
 void luaio_open_fs(lua_State *L, luaio_host *h) {
+  luaio_wait_kind(h, LUAIO_WAIT_KEY(fs_abort), describe_job);
   static const luaL_Reg fmethods[] = {
     {"read", f_read}, {"write", f_write}, {"seek", f_seek}, {"close", f_close}, {NULL, NULL}};
   luaL_newmetatable(L, FILE_MT);

@@ -94,7 +94,12 @@ struct luaio_host {
     double slow_callback;  /* seconds */
     double run_since;      /* when the running task was resumed */
     volatile uint32_t run_seq, run_since_seq;  /* resumes so far (always counted); the one run_since is of */
+    int monitor;           /* a monitor was opened: spawns record position and time too */
+    int tracked;           /* track.c recorded a resource: closes look it up */
   } debug;
+  /* ---- what a native wait is, by its cancel function (waitinfo.c) ---- */
+  struct { luaio_wait_key key; luaio_describe_fn fn; } wait_kinds[24];
+  int n_wait_kinds;
   struct {
     int running, stop;
     uv_thread_t thread;

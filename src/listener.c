@@ -18,6 +18,7 @@ struct listener {
   luaio_host *h;
   luaio_task *accepter;
   int pending, err, is_pipe, closing;
+  int daemon;          /* the monitor's: unref'd, as are its connections; not tracked */
 };
 
 typedef struct { listener *l; } listener_box;
@@ -64,6 +65,8 @@ static int push_accepted(lua_State *L, listener *l, int fd) {
     return stream_raise_uv(L, r, "accept");
   }
   if (!l->is_pipe) { uv_tcp_nodelay(&s->u.tcp, 1); stream_remember_peer(s); }
+  if (l->daemon) uv_unref(&s->u.handle);
+  else stream_track(L, s, "accepted");
   return 1;
 }
 
@@ -107,6 +110,7 @@ static int l_listener_close(lua_State *L) {
   listener_box *box = luaio_checkudata(L, 1, LISTENER_MT);
   listener *l = box->l;
   if (!l) return 0;
+  luaio_untrack(l->h, box);
   box->l = NULL;
   l->h->handles--;
   if (l->accepter) {
@@ -220,6 +224,7 @@ static int l_tcp_listen(lua_State *L) {
   r = uv_listen(&l->u.s, backlog, on_connection);
   if (r < 0) return listen_fail(L, r, "listen on", where);
   luaio_worker_listening(h);
+  luaio_track(L, h, -1, "server %s", where);
   return 1;
 }
 
@@ -245,10 +250,48 @@ static int l_pipe_listen(lua_State *L) {
   if (r < 0) return listen_fail(L, r, "listen on", path);
   luaio_worker_listening(h);
   lua_settop(L, 1);
+  luaio_track(L, h, 1, "server %s", path);
   return 1;
 }
 
+/* monitor.c: a Listener on fd, a Unix socket already listening, for the
+** monitor: neither it nor its connections keep the loop alive or count as
+** the program's resources. */
+int stream_listen_daemon(lua_State *L, luaio_host *h, int fd) {
+  listener *l = push_listener(L, h);
+  lua_replace(L, 1);
+  lua_settop(L, 1);
+  l->is_pipe = 1;
+  l->daemon = 1;
+  uv_pipe_init(h->loop, &l->u.pipe, 0);
+  int r = uv_pipe_open(&l->u.pipe, fd);
+  if (r < 0) {
+    close(fd);
+    return listen_fail(L, r, "open", "the monitor's socket");
+  }
+  r = uv_listen(&l->u.s, 16, on_connection);
+  if (r < 0) return listen_fail(L, r, "listen on", "the monitor's socket");
+  uv_unref(&l->u.handle);
+  return 1;
+}
+
+static void describe_accept(lua_State *L, void *data) {
+  listener *l = data;
+  char ip[64], path[256];
+  size_t len = sizeof path;
+  struct sockaddr_storage ss;
+  int n = sizeof ss, port = 0;
+  if (l->is_pipe && uv_pipe_getsockname(&l->u.pipe, path, &len) == 0)
+    lua_pushfstring(L, "accept on %s", path);
+  else if (!l->is_pipe && uv_tcp_getsockname(&l->u.tcp, (struct sockaddr *)&ss, &n) == 0 &&
+           luaio_addr_name((struct sockaddr *)&ss, ip, sizeof ip, &port))
+    lua_pushfstring(L, "accept on %s:%d", ip, port);
+  else
+    lua_pushliteral(L, "accept");
+}
+
 void stream_open_listener(lua_State *L, luaio_host *h) {
+  luaio_wait_kind(h, LUAIO_WAIT_KEY(accept_cancel), describe_accept);
   static const luaL_Reg lmethods[] = {
     {"accept", l_accept}, {"accept_nowait", l_accept_nowait}, {"close", l_listener_close},
     {"address", l_listener_address},

@@ -47,6 +47,7 @@ enum {
   TF_HAS_EXTRAS = 32,    /* uservalue 2 holds a table (callbacks, name, ...) */
   TF_ONE_CALLBACK = 64,  /* uservalue 2 holds the only done callback (a function or waiting Task) */
   TF_NATIVE_WAIT = 128,  /* in luaio_await: native work may finish from anywhere */
+  TF_DAEMON = 256,       /* the monitor's: its waits keep neither the loop nor a deadlock alive */
 };
 
 #define LUAIO_TASK_MAGIC 0x7461736bu  /* tells a Task userdata without a registry lookup */
@@ -67,7 +68,8 @@ struct luaio_task {
   uint32_t id;
   int nargs;                   /* values pushed on co for the next resume */
   uint16_t cancels;            /* cancellation requests not yet uncancelled */
-  uint8_t state, flags;
+  uint16_t flags;
+  uint8_t state;
 };
 
 /* Where a TLS session (tls.c) appends the ciphertext it produces; the
@@ -105,6 +107,29 @@ double luaio_now(luaio_host *h);
 ** waiter then calls luaio_vclock_busy_end(h) once, when the wait ends. */
 luaio_host *luaio_vclock_busy_begin(luaio_host *h);
 void luaio_vclock_busy_end(luaio_host *h);
+
+/* ---- what tasks wait on, and where (waitinfo.c) ----
+** A native wait is told apart by its cancel function (luaio_await's
+** on_cancel; for a luaio_op, its abort): each subsystem registers, once per
+** host, a describer that pushes one line about the wait's data ("stream
+** read from 127.0.0.1:5000"). Nothing is recorded while tasks wait: the
+** text is made only when the monitor or t:traceback() asks. */
+typedef void (*luaio_wait_key)(void);
+typedef void (*luaio_describe_fn)(lua_State *L, void *data);
+void luaio_wait_kind(luaio_host *h, luaio_wait_key key, luaio_describe_fn fn);
+#define LUAIO_WAIT_KEY(fn) ((luaio_wait_key)(void (*)(void))(fn))
+void luaio_open_waitinfo(lua_State *L, luaio_host *h);
+
+/* ---- debug mode's open resources (track.c) ----
+** In debug mode, a native resource's creation records its label and the
+** position of the user's code that created it; its close drops it. Both are
+** one test of a flag otherwise. The resource's userdata is at idx. */
+void luaio_track(lua_State *L, luaio_host *h, int idx, const char *fmt, ...);
+void luaio_untrack(luaio_host *h, const void *userdata);
+/* push "file:line" of the first frame of L outside luaio's own Lua code
+** (else the running task's spawn position, else "?") */
+void luaio_push_user_where(lua_State *L);
+void luaio_open_track(lua_State *L, luaio_host *h);
 
 /* ---- tasks (task.c) ---- */
 luaio_task *luaio_check_task(lua_State *L, int idx);
@@ -186,6 +211,7 @@ void luaio_open_tls(lua_State *L, luaio_host *h);
 void luaio_open_json(lua_State *L, luaio_host *h);
 void luaio_open_zlib(lua_State *L, luaio_host *h);
 void luaio_open_ws(lua_State *L, luaio_host *h);      /* ws_frame.c */
+void luaio_open_monitor(lua_State *L, luaio_host *h); /* monitor.c */
 void luaio_thread_host_gone(void);
 
 /* module.c: embedded Lua sources */

@@ -77,6 +77,22 @@ static int run_task_main(luaio_host *h, int nargs) {
   return code;
 }
 
+/* LUAIO_MONITOR=PATH: the task monitor on that socket (lua/luaio/monitor.lua),
+** for the script or the prompt; 1 when it cannot open. */
+static int start_monitor(lua_State *L) {
+  const char *path = getenv("LUAIO_MONITOR");
+  if (!path || !*path) return 0;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luaio.monitor");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "from_env");
+  lua_pushstring(L, path);
+  int st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) fprintf(stderr, "%s: LUAIO_MONITOR: %s\n", progname, luaL_tolstring(L, -1, NULL));
+  lua_settop(L, lua_gettop(L) - (st == LUA_OK ? 1 : 3));
+  return st != LUA_OK;
+}
+
 static int load_error(lua_State *L) {
   fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
   lua_pop(L, 1);
@@ -118,6 +134,7 @@ int main(int argc, char **argv) {
       goto out;
     }
   }
+  if ((i < argc || !ran) && start_monitor(L)) { code = 1; goto out; }
   if (i < argc) {
     const char *script = argv[i];
     set_arg(L, argv, argc, i);

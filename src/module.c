@@ -15,8 +15,10 @@
 ** -------------            ------         --------
 ** spawn(fn, ...)           sched.c        -> Task, queued to run soon   [aio.spawn]
 ** sleep(sec) ⏸             sched.c        sleep(0) yields to the ready tasks   [aio.sleep]
-** suspend(owner) ⏸         sched.c        park the running task until wake(it, owner, ...):
-**                                         -> true, ...; false, err when cancelled
+** suspend(owner [, what [, about]]) ⏸ sched.c  park the running task until wake(it,
+**                                         owner, ...): -> true, ...; false, err when
+**                                         cancelled; what (a constant string: "queue get")
+**                                         and about (the queue) name the wait for the monitor
 ** wake(task, owner, ...)   sched.c        resume a task parked on owner with ...; false
 **                                         if it is not (any more) parked on owner
 ** now()                    sched.c        a monotonic clock, seconds (the virtual one
@@ -121,6 +123,19 @@
 **                                         mode (`luaio --workers`)   [aio.worker, worker.lua]
 ** worker_done(in_time)     worker.c       the worker's drain is over (in time or not):
 **                                         cancel the main task as the stop signal would
+** task_info(task)          waitinfo.c     -> {id, name, state ("new", "ready", "running",
+**                                         "waiting", ...), daemon, wait (a line) | wait_what,
+**                                         wait_on, spawned_at, spawned_time}: the monitor's ps
+** set_daemon(task)         waitinfo.c     the monitor's tasks: their waits keep neither the
+**                                         loop nor a deadlock alive; hidden from ps
+** track(obj, label)        track.c        debug mode: obj is open, made at the user's line
+**                                         [aio._track]
+** untrack(obj)             track.c        obj (a Lua object or a native userdata) is closed
+**                                         [aio._untrack]
+** open_resources()         track.c        -> labels of what is open, oldest first (debug)
+** monitor_listen(path)     monitor.c      -> Listener on a new 0600 Unix socket (a stale
+**                                         one replaced), unref'd, its connections too
+** rss()                    monitor.c      -> resident memory, bytes (nil without /proc)
 ** hooks                    host.c         the hooks table (registry h->hooks_ref), below
 ** (coro.c replaces coroutine.resume/wrap/close in place; not in core.)
 **
@@ -240,6 +255,7 @@ static void (*const subsystems[])(lua_State *L, luaio_host *h) = {
   luaio_open_stream, luaio_open_udp, luaio_open_dns, luaio_open_fs,
   luaio_open_process, luaio_open_signal, luaio_open_thread, luaio_open_http_parse,
   luaio_open_tls, luaio_open_json, luaio_open_zlib, luaio_open_ws, luaio_worker_open,
+  luaio_open_waitinfo, luaio_open_track, luaio_open_monitor,
 };
 
 int luaopen_luaio(lua_State *L) {

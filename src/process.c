@@ -465,6 +465,7 @@ static int p_close(lua_State *L) {
   if (!p || p->closed) return 0;
   p->closed = 1;
   p->h->handles--;
+  luaio_untrack(p->h, b);
   if (p->exited && b->p) {
     b->p = NULL;
     uv_close((uv_handle_t *)&p->proc, on_proc_closed);
@@ -478,7 +479,7 @@ static int p_gc(lua_State *L) {
   if (!p) return 0;
   lua_settop(L, 1);
   if (!p->h->closing) close_pipes(L, 1);   /* (collected with it anyway; this is for a __gc by hand) */
-  if (!p->closed) { p->closed = 1; p->h->handles--; }
+  if (!p->closed) { p->closed = 1; p->h->handles--; luaio_untrack(p->h, b); }
   b->p = NULL;
   if (p->alive_ref != LUA_NOREF) {    /* at host teardown, with the child still running */
     luaL_unref(L, LUA_REGISTRYINDEX, p->alive_ref);
@@ -651,6 +652,7 @@ static int l_spawn_process(lua_State *L) {
     box->p = NULL;
     return luaio_uverror(L, "OSError", r, lua_tostring(L, -1));
   }
+  luaio_track(L, h, idx, "process %s (pid %d)", a.argv[0], (int)p->proc.pid);
   free_args(&a);
   close_handed(L, &sp);
   h->handles++;
@@ -660,7 +662,17 @@ static int l_spawn_process(lua_State *L) {
   return 1;
 }
 
+static void describe_wait(lua_State *L, void *data) {
+  lua_pushfstring(L, "process wait pid %d", (int)((process *)data)->proc.pid);
+}
+
+static void describe_exec(lua_State *L, void *data) {
+  lua_pushfstring(L, "exec pid %d", (int)luaio_container_of((luaio_op *)data, exec_op, op)->proc.pid);
+}
+
 void luaio_open_process(lua_State *L, luaio_host *h) {
+  luaio_wait_kind(h, LUAIO_WAIT_KEY(wait_cancel), describe_wait);
+  luaio_wait_kind(h, LUAIO_WAIT_KEY(exec_abort), describe_exec);
   static const luaL_Reg methods[] = {
     {"wait", p_wait}, {"kill", p_kill}, {"close", p_close}, {"closed", p_closed}, {NULL, NULL}};
   luaL_newmetatable(L, PROCESS_MT);

@@ -30,6 +30,7 @@
 ** other threads is post.c; the Task object and its methods are task.c.
 */
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "host.h"
@@ -286,8 +287,10 @@ int luaio_await(lua_State *L, luaio_cancel_fn on_cancel, void *data,
   t->state = TASK_WAITING;
   t->flags |= TF_NATIVE_WAIT;
   /* a native wait may be ended by luaio_post from another thread: while one
-  ** is pending, the async handle keeps the loop alive (and uv_run blocking) */
-  if (t->host->native_waits++ == 0) uv_ref((uv_handle_t *)&t->host->post.async);
+  ** is pending, the async handle keeps the loop alive (and uv_run blocking).
+  ** The monitor's tasks (TF_DAEMON) wait only on unref'd handles of the loop */
+  if (!(t->flags & TF_DAEMON) && t->host->native_waits++ == 0)
+    uv_ref((uv_handle_t *)&t->host->post.async);
   t->on_cancel = on_cancel;
   t->cancel_data = data;
   t->k = k;
@@ -299,7 +302,8 @@ void luaio_wake(luaio_task *t, int n) {
   assert(t->state == TASK_WAITING);   /* woken once per wait */
   if (t->flags & TF_NATIVE_WAIT) {
     t->flags &= ~TF_NATIVE_WAIT;
-    if (--t->host->native_waits == 0) uv_unref((uv_handle_t *)&t->host->post.async);
+    if (!(t->flags & TF_DAEMON) && --t->host->native_waits == 0)
+      uv_unref((uv_handle_t *)&t->host->post.async);
   }
   t->nargs = n;
   t->on_cancel = NULL;
@@ -338,9 +342,11 @@ int luaio_cancel(lua_State *L, luaio_task *t, int msg_idx) {
 }
 
 /* Suspend the running task until t ends: t's done callbacks wake it
-** (task.c: Task:wait). */
+** (task.c: Task:wait). t stays at 1 of the stack while it waits, for
+** waitinfo.c to name. */
 int luaio_wait_task(lua_State *L, luaio_task *self, luaio_task *t, lua_KFunction k) {
   lua_settop(L, 0);
+  luaio_task_push(L, t);
   self->state = TASK_WAITING;
   self->on_cancel = NULL;
   self->owner = t;
@@ -362,7 +368,7 @@ static int l_spawn(lua_State *L) {
   lua_rotate(L, 1, 1);                    /* task to the bottom, fn+args on top */
   lua_xmove(L, t->co, n);
   t->nargs = n;
-  if (h->debug.on) luaio_task_note_spawn(L, 1);
+  if (h->debug.on || h->debug.monitor) luaio_task_note_spawn(L, 1);
   luaio_ready(t);
   return 1;
 }
@@ -386,6 +392,17 @@ static void sleep_cancel(void *data) {
   luaio_timer_disarm(t->host, &t->timer);
 }
 
+/* waitinfo.c: "sleep until T (in S s)", T in aio.now() terms */
+static void describe_sleep(lua_State *L, void *data) {
+  luaio_task *t = data;
+  luaio_host *h = t->host;
+  uint64_t now_ms = h->vclock.on ? h->vclock.ms : uv_now(h->loop);
+  double left = ((double)t->timer.due - (double)now_ms) / 1e3;
+  char buf[96];
+  snprintf(buf, sizeof buf, "sleep until %.3f (in %.1f s)", luaio_now(h) + left, left);
+  lua_pushstring(L, buf);
+}
+
 static int l_sleep(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
   double sec = luaio_checknumber(L, 1);
@@ -403,20 +420,21 @@ static int l_sleep(lua_State *L) {
   return luaio_await(L, sleep_cancel, t, 0, NULL);
 }
 
-/* suspend(owner) -> true, ... (woken) | false, err (cancelled).
-** The Lua half's primitives wait with it; wake(task, owner, ...) ends it. */
+/* suspend(owner [, what [, about]]) -> true, ... (woken) | false, err
+** (cancelled). The Lua half's primitives wait with it; wake(task, owner,
+** ...) ends it. While the task waits, its three arguments stay at 1..3 of
+** its stack: what it waits for ("queue get", a constant string) and on what
+** (the queue), for waitinfo.c to name when asked. */
 static int suspend_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status; (void)ctx;
   luaio_task *t = running;
-  if (t->flags & TF_RAISE) {
-    t->flags &= ~TF_RAISE;
-    lua_pushboolean(L, 0);
-    lua_insert(L, -2);
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  lua_insert(L, 1);
-  return lua_gettop(L);
+  int raise = (t->flags & TF_RAISE) != 0;
+  t->flags &= ~TF_RAISE;
+  lua_pushboolean(L, !raise);
+  lua_replace(L, 1);                 /* [ok, what, about, values...] */
+  lua_rotate(L, 2, -2);
+  lua_pop(L, 2);
+  return raise ? 2 : lua_gettop(L);  /* (a cancel pushed one error) */
 }
 
 static int l_suspend(lua_State *L) {
@@ -429,7 +447,7 @@ static int l_suspend(lua_State *L) {
     luaio_push_cancel_error(L, t);
     return 2;
   }
-  lua_settop(L, 0);
+  lua_settop(L, 3);
   t->state = TASK_WAITING;
   t->on_cancel = NULL;
   t->owner = owner;
@@ -481,4 +499,5 @@ void luaio_open_sched(lua_State *L, luaio_host *h) {
   luaio_open_timers(L, h);
   luaio_open_vclock(L, h);
   luaio_open_task(L, h);
+  luaio_wait_kind(h, LUAIO_WAIT_KEY(sleep_cancel), describe_sleep);
 }

@@ -95,6 +95,11 @@ static int l_on_signal(lua_State *L) {
   s->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
   s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (h->debug.on) {
+    luaL_tolstring(L, 1, NULL);
+    luaio_track(L, h, -2, "signal handler %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
   return 1;
 }
 
@@ -138,7 +143,7 @@ static int l_wait_signal(lua_State *L) {
 
 static int h_close(lua_State *L) {
   sig_box *box = luaio_checkudata(L, 1, SIGNAL_MT);
-  if (box->s) { handler_close(L, box->s); box->s = NULL; }
+  if (box->s) { luaio_untrack(box->s->h, box); handler_close(L, box->s); box->s = NULL; }
   return 0;
 }
 
@@ -160,7 +165,12 @@ static int h_tostring(lua_State *L) {
   return 1;
 }
 
+static void describe_wait(lua_State *L, void *data) {
+  lua_pushfstring(L, "signal wait %d", ((sig_handler *)data)->signum);
+}
+
 void luaio_open_signal(lua_State *L, luaio_host *h) {
+  luaio_wait_kind(h, LUAIO_WAIT_KEY(wait_cancel), describe_wait);
   luaL_newmetatable(L, SIGNAL_MT);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, h_close);

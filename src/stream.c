@@ -74,6 +74,30 @@ void stream_push(lua_State *L, stream *s) {
   s->h->handles++;
 }
 
+/* ---- naming (debug mode's report, the monitor) ---------------------------- */
+
+/* Push "<what> <the peer>": its address, or for a Unix socket its path. */
+void stream_push_named(lua_State *L, stream *s, const char *what) {
+  char ip[64], path[256];
+  int port = 0;
+  size_t len = sizeof path;
+  if (s->has_peer && luaio_addr_name((struct sockaddr *)&s->peer, ip, sizeof ip, &port))
+    lua_pushfstring(L, strchr(ip, ':') ? "%s [%s]:%d" : "%s %s:%d", what, ip, port);
+  else if (s->is_pipe && !s->closing && uv_pipe_getpeername(&s->u.pipe, path, &len) == 0 && len > 0)
+    lua_pushfstring(L, "%s %s", what, path);
+  else
+    lua_pushfstring(L, "%s %s", what, s->is_pipe ? "a pipe" : "a socket");
+}
+
+void stream_track(lua_State *L, stream *s, const char *how) {
+  if (!s->h->debug.on) return;
+  stream_push_named(L, s, "stream from");
+  luaio_track(L, s->h, -2, "%s (%s)", lua_tostring(L, -1), how);
+  lua_pop(L, 1);
+}
+
+static void describe_write(lua_State *L, void *data) { stream_push_named(L, data, "stream write to"); }
+
 void stream_wake_error(luaio_task *t, const char *name, int err, const char *what) {
   lua_State *co = luaio_task_stack(t);
   luaio_push_uverror(co, name, err, what);
@@ -83,7 +107,7 @@ void stream_wake_error(luaio_task *t, const char *name, int err, const char *wha
 void stream_close(stream *s) {
   if (s->closing) return;
   s->closing = 1;
-  if (s->box) { s->box->s = NULL; s->box = NULL; }
+  if (s->box) { luaio_untrack(s->h, s->box); s->box->s = NULL; s->box = NULL; }
   if (s->counted) s->h->handles--;
   stream_stop_reading(s);
   luaio_timer_disarm(s->h, &s->rtimer);
@@ -411,4 +435,6 @@ void luaio_open_stream(lua_State *L, luaio_host *h) {
   stream_open_linger(L);
   stream_open_listener(L, h);
   stream_open_connect(L, h);
+  luaio_wait_kind(h, LUAIO_WAIT_KEY(writer_cancel), describe_write);
+  stream_read_kinds(h);
 }

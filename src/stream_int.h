@@ -74,6 +74,11 @@ static inline stream *stream_check(lua_State *L, int idx) {
   return box->s;
 }
 void stream_remember_peer(stream *s);
+/* debug mode (track.c): the stream at -1 of L was just made; how ("connected", ...) */
+void stream_track(lua_State *L, stream *s, const char *how);
+void stream_push_named(lua_State *L, stream *s, const char *what);   /* "what 127.0.0.1:80" */
+void stream_read_kinds(luaio_host *h);                  /* stream_read.c: its waits, named */
+int stream_listen_daemon(lua_State *L, luaio_host *h, int fd);   /* listener.c, for monitor.c */
 int stream_send(stream *s, const uv_buf_t *bufs, unsigned n, size_t total);
 int stream_raise_uv(lua_State *L, int err, const char *what);
 void stream_wake_error(luaio_task *t, const char *name, int err, const char *what);

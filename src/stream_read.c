@@ -134,6 +134,16 @@ static void ws_reader_cancel(void *data) {
   reader_cancel(r->s);
 }
 
+static void describe_read(lua_State *L, void *data) { stream_push_named(L, data, "stream read from"); }
+static void describe_ws_read(lua_State *L, void *data) {
+  stream_push_named(L, ((ws_raise *)data)->s, "WebSocket read from");
+}
+
+void stream_read_kinds(luaio_host *h) {
+  luaio_wait_kind(h, LUAIO_WAIT_KEY(reader_cancel), describe_read);
+  luaio_wait_kind(h, LUAIO_WAIT_KEY(ws_reader_cancel), describe_ws_read);
+}
+
 static void on_read_timeout(luaio_timer *tm) {
   stream *s = luaio_container_of(tm, stream, rtimer);
   luaio_task *t = s->reader;

@@ -207,13 +207,14 @@ luaio_task *luaio_task_new(lua_State *L, luaio_host *h) {
 /* ---- debug mode ----------------------------------------------------------- */
 
 void luaio_task_note_spawn(lua_State *L, int idx) {
-  lua_Debug ar;
-  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar)) {
-    luaio_task_extras(L, idx, 1);
-    lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
-    lua_setfield(L, -2, "spawned_at");
-    lua_pop(L, 1);
-  }
+  idx = lua_absindex(L, idx);
+  luaio_push_user_where(L);
+  luaio_task_extras(L, idx, 1);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "spawned_at");
+  lua_pushnumber(L, luaio_now(luaio_to_task(L, idx)->host));
+  lua_setfield(L, -2, "spawned_time");
+  lua_pop(L, 1);
 }
 
 /* ---- done callbacks ------------------------------------------------------- */

@@ -53,11 +53,15 @@ int luaio_is_cancelled_error(lua_State *L, int idx);
 /* __gc of a failed Task: reports its error if nobody retrieved it. */
 int luaio_task_gc(lua_State *L);
 
-/* Debug mode: where the task at idx was spawned (its caller's line), and
+/* Debug mode or a monitor: where the task at idx was spawned (the user's
+** line that led to it: track.c) and when (aio.now()); and
 ** (interrupt.c) the slow-task report around a resume. */
 void luaio_task_note_spawn(lua_State *L, int idx);
 void luaio_task_debug_begin(luaio_host *h, luaio_task *t, char *where, size_t size);
 void luaio_task_debug_end(luaio_host *h, luaio_task *t, const char *where);
+
+/* waitinfo.c: push the traceback of the pending task t (where it waits) */
+void luaio_task_where(lua_State *L, luaio_task *t);
 
 /* sched.c: suspend the running task `self` until t ends; k resumes it. */
 int luaio_wait_task(lua_State *L, luaio_task *self, luaio_task *t, lua_KFunction k);

@@ -141,9 +141,15 @@ static int t_add_done_callback(lua_State *L) {
   return 0;
 }
 
+/* t:traceback() -> a pending task's stack where it waits (or runs); a
+** finished one's error traceback (nil when it returned) */
 static int t_traceback(lua_State *L) {
-  luaio_task_check(L, 1);
-  if (luaio_task_extras(L, 1, 0)) {
+  luaio_task *t = luaio_task_check(L, 1);
+  if (t->state < TASK_DONE) {
+    luaio_task_where(L, t);
+    return 1;
+  }
+  if (t->state != TASK_DONE && luaio_task_extras(L, 1, 0)) {
     lua_getfield(L, -1, "traceback");
     return 1;
   }

@@ -278,7 +278,14 @@ void luaio_thread_host_gone(void) {
   if (last) close_workers();
 }
 
+static void describe_job(lua_State *L, void *data) {
+  job *j = luaio_container_of((luaio_op *)data, job, op);
+  if (j->by_name) lua_pushfstring(L, "thread job %s", j->code);
+  else lua_pushliteral(L, "thread job (a function)");
+}
+
 void luaio_open_thread(lua_State *L, luaio_host *h) {
+  luaio_wait_kind(h, LUAIO_WAIT_KEY(job_abort), describe_job);
   uv_once(&pool_once, pool_init);
   uv_mutex_lock(&pool_lock);
   live_hosts++;

@@ -170,6 +170,7 @@ static int l_udp_close(lua_State *L) {
   udp_box *box = luaio_checkudata(L, 1, UDP_MT);
   udp_sock *u = box->u;
   if (!u) return 0;
+  luaio_untrack(u->h, box);
   box->u = NULL;
   u->h->handles--;
   if (u->receiver) {
@@ -230,10 +231,21 @@ static int l_udp_bind(lua_State *L) {
     l_udp_close(L);
     return luaio_uverror(L, "OSError", r, "bind");
   }
+  luaio_track(L, h, -1, strchr(ip, ':') ? "UDP socket [%s]:%d" : "UDP socket %s:%d", ip, (int)port);
   return 1;
 }
 
+static void describe_recv(lua_State *L, void *data) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss, port = 0;
+  char ip[64] = "?";
+  if (uv_udp_getsockname(&((udp_sock *)data)->handle, (struct sockaddr *)&ss, &len) == 0)
+    luaio_addr_name((struct sockaddr *)&ss, ip, sizeof ip, &port);
+  lua_pushfstring(L, "UDP receive on %s:%d", ip, port);
+}
+
 void luaio_open_udp(lua_State *L, luaio_host *h) {
+  luaio_wait_kind(h, LUAIO_WAIT_KEY(recv_cancel), describe_recv);
   static const luaL_Reg methods[] = {
     {"sendto", l_sendto}, {"recvfrom", l_recvfrom}, {"close", l_udp_close},
     {"sockname", l_udp_sockname}, {NULL, NULL}};

@@ -120,7 +120,7 @@ function M.gather(list, opts)
     end
   end
   while pending > 0 and not first_bad do
-    local ok, err = suspend(results)
+    local ok, err = suspend(results, "gather")
     if not ok then
       for i = 1, n do T_cancel(tasks[i]) end
       error(err, 0)
@@ -237,7 +237,7 @@ function M.wait(list, opts)
     for i = 1, n do if not T_done(tasks[i]) then T_add_done_callback(tasks[i], poke) end end
     local timer = timeout and call_later(timeout, function() wake(me, token, "timeout") end)
     repeat
-      local ok, why = suspend(token)
+      local ok, why = suspend(token, "wait", tasks)
       if not ok then
         if timer then timer:cancel() end
         error(why, 0)
@@ -279,7 +279,7 @@ function M.as_completed(list, timeout)
       if left and left <= 0 then error(timeout_error(timeout), 2) end
       waiter = me
       local timer = left and call_later(left, function() wake(me, token, "timeout") end)
-      local ok, why = suspend(token)
+      local ok, why = suspend(token, "as_completed")
       waiter = nil
       if timer then timer:cancel() end
       if not ok then error(why, 0) end
@@ -297,7 +297,7 @@ local function wait_done(me, t)
   -- true when t is done, or false, err when the waiter is cancelled
   local token = {}
   T_add_done_callback(t, function() wake(me, token) end)
-  return suspend(token)
+  return suspend(token, "shield", t)
 end
 
 function M.shield(item)
@@ -368,7 +368,7 @@ function M.task_group(fn)
     T_uncancel(me)
   end
   while g._pending > 0 do
-    local okw, errw = suspend(g)
+    local okw, errw = suspend(g, "task_group")
     if not okw then
       propagate = errw
       aborting = false

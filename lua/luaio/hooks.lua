@@ -85,16 +85,14 @@ end
 hooks.main_done = function()
   if not core.get_debug() then return end
   local lines = {}
-  for _, t in ipairs(all_tasks()) do
-    if t ~= current_task() and t:status() == "pending" then
+  for _, t in ipairs(all_tasks()) do         -- (the monitor's own tasks are not the program's)
+    if t ~= current_task() and t:status() == "pending" and not core.task_info(t).daemon then
       lines[#lines + 1] = "  task " .. t.name .. (t.spawned_at and (" (spawned at " .. t.spawned_at .. ")") or "")
     end
   end
   resources.labels(lines)
-  local handles = core.stats().handles
-  if #lines > 0 or handles > 0 then
-    io.stderr:write(("luaio: left open at loop close (%d native handles):\n%s\n"):format(
-      handles, table.concat(lines, "\n")))
+  if #lines > 0 then
+    io.stderr:write(("luaio: left open at loop close:\n%s\n"):format(table.concat(lines, "\n")))
   end
 end
 

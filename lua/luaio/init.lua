@@ -44,6 +44,7 @@ setmetatable(aio, { __index = function(t, k)
 end })
 
 aio.worker = require("luaio.worker").info  -- (and hooks.worker_stop)
+aio.monitor = require("luaio.monitor").monitor   -- the task console (LUAIO_MONITOR: main.c)
 require "luaio.hooks"                      -- the hooks C calls by name
 
 local globals = require "luaio.globals"

@@ -277,7 +277,7 @@ local function put_waiting(self, x, me)
   while max > 0 and self._n >= max and not self._shutdown do
     local p = self._putters
     push(p, me)
-    local ok, err = suspend(p)
+    local ok, err = suspend(p, "queue put", self)
     if not ok then
       put_abandon(self, me)
       error(err, 0)
@@ -310,7 +310,7 @@ local function get_waiting(self)
     local g = self._getters
     repeat
       push(g, me)
-      local ok, err = suspend(g)
+      local ok, err = suspend(g, "queue get", self)
       if not ok then
         get_abandon(self, me)
         error(err, 0)

@@ -1,15 +1,26 @@
--- Open resources that debug mode names at loop close (hooks.main_done):
--- resource -> label, weak on the resource. Servers register here (streams.lua).
+-- Open resources that debug mode names at loop close (hooks.main_done),
+-- each with the position of the user's code that created it (track.c).
+-- Native resources (streams, servers, processes, files, UDP sockets, signal
+-- handlers) are recorded by C when they are made; Lua resources (servers
+-- here, HTTP sessions, WebSockets, database connections) call track when
+-- they open and untrack when they close. Outside debug mode both are no-ops.
+local core = require "luaio.core"
+
 local M = {}
 
-local open_resources = setmetatable({}, { __mode = "k" })
+-- track(resource, label): label says what it is ("WebSocket ws://host/path")
+M.track = core.track
+M.untrack = core.untrack
 
-function M.track(resource, label) open_resources[resource] = label end
-function M.untrack(resource) open_resources[resource] = nil end
+-- opened(resource, label) -> resource, tracked
+function M.opened(resource, label)
+  core.track(resource, label)
+  return resource
+end
 
--- the labels of what is still open, appended to `lines`
+-- the labels of what is still open, oldest first, appended to `lines`
 function M.labels(lines)
-  for _, label in pairs(open_resources) do lines[#lines + 1] = "  " .. label end
+  for _, label in ipairs(core.open_resources()) do lines[#lines + 1] = "  " .. label end
   return lines
 end
 

@@ -295,7 +295,8 @@ function M.start_server(handler, host, port, opts)
     _closed_ev = new_event(), _on_close = { type(opts._on_close) == "function" and opts._on_close or nil }, _tls = tls_ctx, _tls_timeout = tls_timeout, handshake_failures = 0 }, Server)
   servers[server] = true
   worker.server_opened(server)
-  resources.track(server, ("Server %s%s"):format(bound_host, bound_port and (":" .. bound_port) or ""))
+  core.untrack(listener)                 -- the Server below stands for it
+  resources.track(server, ("server %s%s"):format(bound_host, bound_port and (":" .. bound_port) or ""))
   server._accepter = spawn(accept_loop, server, max)
   server._accepter.name = "server-accept"
   return server

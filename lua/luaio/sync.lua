@@ -63,7 +63,7 @@ local function lock_acquire(self, me)
     return self._guard
   end
   push(self._waiters, me)
-  local ok, err = suspend(self)
+  local ok, err = suspend(self, "lock acquire")
   if ok then
     self._handed = nil
     return self._guard
@@ -156,7 +156,7 @@ local function sem_acquire(self, me)
     return self._guard
   end
   push(q, me)
-  local ok, err = suspend(self)
+  local ok, err = suspend(self, "semaphore acquire")
   if ok then
     self._handed[me] = nil
     self._nhanded = self._nhanded - 1
@@ -231,7 +231,7 @@ function Event:wait()
   local me = need_task("event:wait")
   if self._set then return true end
   push(self._waiters, me)
-  local ok, err = suspend(self)
+  local ok, err = suspend(self, "event wait")
   if ok then return true end
   remove(self._waiters, me)
   error(err, 0)
@@ -296,7 +296,7 @@ local function cond_wait(self, me)
   end
   lock_release(self._lock)
   push(self._waiters, me)
-  local ok, err = suspend(self)
+  local ok, err = suspend(self, "condition wait")
   if ok then self._notified[me] = nil
   else cond_abandon(self, me) end     -- passes a notification on, or leaves the queue
   -- the lock is always re-acquired before returning or raising

@@ -288,6 +288,16 @@ function P.python(code, args, timeout)
   return r.stdout, r.stderr
 end
 
+-- the number of the first line of `code` (a script's text) holding `marker`
+function P.line_of(code, marker)
+  local n = 0
+  for line in (code .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    if line:find(marker, 1, true) then return n end
+  end
+  error("no line with " .. marker, 2)
+end
+
 -- luaio child scripts ------------------------------------------------------------
 -- a luaio script (written into dir) run by the same binary as the specs,
 -- printing "PORT <n>" once it listens; -> proc, port

@@ -10,6 +10,7 @@ local open_connection = require("luaio.streams").open_connection
 local with_timeout = require("luaio.combinators").timeout   -- aio.timeout
 local new_semaphore = require("luaio.sync").Semaphore
 local json = require "luaio.json"
+local resources = require "luaio.resources"
 local check_self = require("luaio.check").check_self
 
 -- the real metatable: a __metatable field cannot make a table pass for ours
@@ -140,12 +141,15 @@ end
 function M.Session(opts)
   opts = check_opts(opts, 1, SESSION_OPTS)
   check_headers(opts.headers, 1)
-  return new_session(opts)
+  local session = new_session(opts)
+  resources.track(session, "HTTP session")
+  return session
 end
 
 function Session:close()
   if getmetatable(self) ~= Session then check_self(self, Session) end
   self._closed = true
+  resources.untrack(self)
   for _, list in pairs(self._idle) do
     for _, s in ipairs(list) do s:close() end
   end

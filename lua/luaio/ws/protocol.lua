@@ -21,6 +21,7 @@ local core = require "luaio.core"
 local check = require "luaio.check"
 local sync = require "luaio.sync"
 local combinators = require "luaio.combinators"
+local resources = require "luaio.resources"
 
 local getmetatable = debug.getmetatable
 local new_error, is_error, arg_error, type_name = core.error, core.is_error, core.arg_error, core.type_name
@@ -45,9 +46,10 @@ M.WebSocket = WebSocket
 -- frames); opts: max_message, protocol, deflate (deflate.lua's codec or nil)
 function M.new(stream, client, opts)
   stream:set_timeout(nil)          -- a connection may idle between messages
-  return setmetatable({ _s = stream, _client = client, _max = opts.max_message or 16 * 1024 * 1024,
+  return resources.opened(setmetatable({ _s = stream, _client = client, _max = opts.max_message or 16 * 1024 * 1024,
     _deflate = opts.deflate, _state = "open", _lock = sync.Lock(), _pending = {}, _reader = false,
-    _want = 0, _pongs = {}, _ping_seq = 0, protocol = opts.protocol, close_code = nil, close_reason = nil }, WebSocket)
+    _want = 0, _pongs = {}, _ping_seq = 0, protocol = opts.protocol, close_code = nil, close_reason = nil }, WebSocket),
+    client and "WebSocket (client)" or "WebSocket (server)")
 end
 
 local function ws_error(code, message)
@@ -92,6 +94,7 @@ end
 -- the connection ends now (after a violation, or the close handshake)
 local function finish(self)
   self._state = "closed"
+  resources.untrack(self)
   self._s:close()
   if self._deflate then self._deflate:close() end
   kick(self)
