@@ -141,11 +141,7 @@ static int co_close(lua_State *L) {
 }
 
 void luaio_open_coro(lua_State *L) {
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  luaio_new_weak_keys(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &parked_key);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getfield(L, -1, LUA_COLIBNAME) == LUA_TTABLE) {

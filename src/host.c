@@ -101,11 +101,7 @@ luaio_host *luaio_host_attach(lua_State *L, uv_loop_t *loop) {
   h->anchors.ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   h->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  luaio_new_weak_keys(L);
   h->failed_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaio_sched_init(h);
   const char *dbg = getenv("LUAIO_DEBUG");

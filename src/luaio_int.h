@@ -217,6 +217,15 @@ void luaio_thread_host_gone(void);
 /* module.c: embedded Lua sources */
 int luaio_load_embedded(lua_State *L, const char *modname);
 
+/* Push a new table whose keys are weak (a set that does not keep its members alive). */
+static inline void luaio_new_weak_keys(lua_State *L) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+}
+
 static inline luaio_host *luaio_upvalue_host(lua_State *L) {
   return (luaio_host *)lua_touserdata(L, lua_upvalueindex(1));
 }

@@ -339,11 +339,7 @@ void luaio_report_unretrieved(luaio_host *h) {
     luaio_uncaught_report(L, -1);
   }
   lua_pop(L, 1);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  luaio_new_weak_keys(L);
   lua_rawseti(L, LUA_REGISTRYINDEX, h->failed_ref);
 }
 

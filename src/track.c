@@ -55,11 +55,7 @@ void luaio_push_user_where(lua_State *L) {
 static void push_table(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &track_key) == LUA_TTABLE) return;
   lua_pop(L, 1);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  luaio_new_weak_keys(L);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &track_key);
 }
