@@ -65,12 +65,24 @@ end
 -- the reason (they raise it), later calls raise it too.
 local function break_conn(self, reason)
   if self.dead then return end
+  if not is_error(reason, "ConnectionError") then
+    reason = conn_error(self, "connection closed after " .. tostring(reason), reason.code)
+  end
   self.dead = reason
   self.stream:close()
   while wake_first(self.rq, self.rq, false) do end
   while wake_first(self.wq, self.wq, false) do end
 end
 M.break_conn = break_conn
+
+-- a command failed in flight (cancelled, timed out, the server gone): its
+-- reply is owed, so the connection breaks; -> the error for the caller
+local function failed(self, err)
+  local cancelled = is_error(err, "CancelledError")
+  if not cancelled then err = stream_error(self, err) end
+  break_conn(self, cancelled and owed_error(self) or err)
+  return err
+end
 
 local function check_usable(self, level)
   if self.dead then error(self.dead, level + 1) end
@@ -104,11 +116,7 @@ local function send(self, me, data)
   push(self.rq, me)
   local ok, err = pcall(self.stream.write, self.stream, data)
   pass_write(self)
-  if not ok then
-    local cancelled = is_error(err, "CancelledError")
-    break_conn(self, cancelled and owed_error(self) or stream_error(self, err))
-    error(cancelled and err or self.dead, 0)
-  end
+  if not ok then error(failed(self, err), 0) end
 end
 M.send = send
 
@@ -163,11 +171,7 @@ M.done_turn = done_turn
 local function receive(self, me, n)
   wait_turn(self, me)
   local ok, v, is_err = pcall(read_n, self, n)
-  if not ok then
-    local cancelled = is_error(v, "CancelledError")
-    break_conn(self, cancelled and owed_error(self) or stream_error(self, v))
-    error(cancelled and v or self.dead, 0)
-  end
+  if not ok then error(failed(self, v), 0) end
   done_turn(self)
   return v, is_err
 end
@@ -217,7 +221,7 @@ Recorder.__index = function(_, k)
   local cmd = k:upper()
   m = function(p, ...)
     local n = p.n + 1
-    p.n, p.cmds[n] = n, encode(2, 1, cmd, ...)
+    p.n, p.cmds[n] = n, encode(1, 1, cmd, ...)
     p.reshape[n] = M.reshape[cmd]
     return p
   end
@@ -237,7 +241,10 @@ function M.pipeline(self, fn, level)
   for i, f in pairs(p.reshape) do out[i] = f(out[i]) end
   return out
 end
-function Client:pipeline(fn) return M.pipeline(self, fn, 1) end
+function Client:pipeline(fn)
+  local out = M.pipeline(self, fn, 1)    -- (not a tail call: an argument error names 'pipeline')
+  return out
+end
 
 -- every other method: the command of its name (client:set(k, v) is SET)
 local command_methods = {}
@@ -247,9 +254,9 @@ Client.__index = function(_, k)
   local cmd, reshape = k:upper(), nil
   reshape = M.reshape[cmd]
   if reshape then
-    m = function(self, ...) return reshape(roundtrip(self, encode(2, 1, cmd, ...), 1)) end
+    m = function(self, ...) return reshape(roundtrip(self, encode(1, 1, cmd, ...), 1)) end
   else
-    m = function(self, ...) return roundtrip(self, encode(2, 1, cmd, ...), 1) end
+    m = function(self, ...) return roundtrip(self, encode(1, 1, cmd, ...), 1) end
   end
   command_methods[k] = m
   return m

@@ -9,7 +9,7 @@
 local core = require "luaio.core"
 local fifo_mod = require "luaio.fifo"
 local client = require "luaio.redis.client"
-require "luaio.redis.pubsub"
+local pubsub = require "luaio.redis.pubsub"
 
 local need_task, suspend, new_error, arg_error, type_name = core.need_task, core.suspend, core.error,
   core.arg_error, core.type_name
@@ -105,14 +105,15 @@ end
 -- a subscription on a connection of its own
 local function subscribe(self, method, ...)
   need_task("pool:" .. method)
+  pubsub.check_channels(2, ...)
   if self.closed then error(closed_error(self), 2) end
   local conn = client.connect(self.cfg)
   local ok, sub = pcall(Client[method], conn, ...)
   if not ok then conn:close() error(sub, 0) end
   return sub
 end
-function Pool:subscribe(...) return subscribe(self, "subscribe", ...) end
-function Pool:psubscribe(...) return subscribe(self, "psubscribe", ...) end
+function Pool:subscribe(...) local sub = subscribe(self, "subscribe", ...) return sub end
+function Pool:psubscribe(...) local sub = subscribe(self, "psubscribe", ...) return sub end
 
 -- pool:close(): idle connections closed now, lent ones when given back;
 -- waiting tasks and later calls raise ConnectionError
@@ -139,7 +140,7 @@ Pool.__index = function(_, k)
   if m or type(k) ~= "string" or k:sub(1, 1) == "_" then return m end
   local cmd = k:upper()
   local reshape = reshapes[cmd]
-  m = function(self, ...) return with_conn(self, call_on, encode(2, 1, cmd, ...), reshape) end
+  m = function(self, ...) return with_conn(self, call_on, encode(1, 1, cmd, ...), reshape) end
   command_methods[k] = m
   return m
 end

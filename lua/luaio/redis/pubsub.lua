@@ -36,7 +36,9 @@ local function next_reply(self)
   if c.dead then error(c.dead, 0) end
   local ok, v, is_err = pcall(client.read_reply, c, true)
   if not ok then
-    if not core.is_error(v, "CancelledError") then client.break_conn(c, v) end
+    if not core.is_error(v, "CancelledError") and not core.is_error(v, "TimeoutError") then
+      client.break_conn(c, v)
+    end
     error(v, 0)    -- a cancelled receive loses nothing: the reply stays buffered
   end
   if is_err then error(v, 0) end
@@ -47,6 +49,7 @@ end
 function Sub:receive()
   need_task("sub:receive")
   if getmetatable(self) ~= Sub then arg_error(1, "luaio.redis.Subscription expected, got " .. type_name(self)) end
+  if self.client.dead then error(self.client.dead, 0) end
   local q = self.pending
   if q.first <= q.last then
     local m = q[q.first]
@@ -78,30 +81,37 @@ local function send(self, cmd, first, ...)
   end
 end
 
-function Sub:subscribe(...) send(self, "SUBSCRIBE", 2, ...) end
-function Sub:psubscribe(...) send(self, "PSUBSCRIBE", 2, ...) end
+function Sub:subscribe(...) send(self, "SUBSCRIBE", 1, ...) end
+function Sub:psubscribe(...) send(self, "PSUBSCRIBE", 1, ...) end
 function Sub:unsubscribe(...)
+  send(self, "UNSUBSCRIBE", 1, ...)
   self.asked_out = true
-  send(self, "UNSUBSCRIBE", 2, ...)
 end
 function Sub:punsubscribe(...)
+  send(self, "PUNSUBSCRIBE", 1, ...)
   self.asked_out = true
-  send(self, "PUNSUBSCRIBE", 2, ...)
 end
 
 function Sub:close() self.client:close() end
 Sub.__close = Sub.close
+
+-- the channels (or patterns) of a subscribe, for the caller `level` up
+-- (1: the public method calling the function that calls this one)
+function M.check_channels(level, ...)
+  local n = select("#", ...)
+  if n == 0 then arg_error(2, "string expected, got no value", level + 1) end
+  for i = 1, n do
+    local v = select(i, ...)
+    if type(v) ~= "string" then arg_error(i + 1, "string expected, got " .. type_name(v), level + 1) end
+  end
+end
 
 -- client:subscribe / psubscribe: the command, then its confirmations (one
 -- per channel) read before returning, so a message published after the
 -- call returns is received
 local function subscribe(self, cmd, ...)
   local me = need_task(cmd == "SUBSCRIBE" and "client:subscribe" or "client:psubscribe")
-  if select("#", ...) == 0 then arg_error(2, "string expected, got no value") end
-  for i = 1, select("#", ...) do
-    local v = select(i, ...)
-    if type(v) ~= "string" then arg_error(i + 1, "string expected, got " .. type_name(v)) end
-  end
+  M.check_channels(2, ...)
   if self.subscribed then
     error(new_error("InvalidStateError", "this Redis connection is subscribed already: use sub:subscribe"), 2)
   end
@@ -133,8 +143,8 @@ local function subscribe(self, cmd, ...)
   return sub
 end
 
-function Client:subscribe(...) return subscribe(self, "SUBSCRIBE", ...) end
-function Client:psubscribe(...) return subscribe(self, "PSUBSCRIBE", ...) end
+function Client:subscribe(...) local sub = subscribe(self, "SUBSCRIBE", ...) return sub end
+function Client:psubscribe(...) local sub = subscribe(self, "PSUBSCRIBE", ...) return sub end
 
 M.Subscription = Sub
 return M
