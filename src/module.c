@@ -98,6 +98,8 @@
 **                                         resp.c) -> one Redis reply (RESP2/3) as Lua
 **                                         values [, "error" | "push"] | nil, "eof";
 **                                         ProtocolError (bad data, over max_bulk)
+**                                         stream:_ended() -> an EOF or read error is
+**                                         buffered (the peer has gone)
 ** tls_context{...}         tls.c          -> TLSContext (server, verify, ca_file,
 **                                         cert_file, key_file, alpn); TLS 1.2+, a
 **                                         server ECDHE+AEAD only, in its own order

@@ -275,8 +275,8 @@ Client.__close = Client.close
 -- the connection is usable for a new command (a pool's check before lending it)
 function Client:_healthy()
   if self.dead or self.subscribed or self.rq.last >= self.rq.first then return false end
-  local ok, buffered, _, ended = pcall(self.stream.buffered, self.stream)
-  return ok and buffered == 0 and not ended
+  local s = self.stream
+  return not s:closed() and s:buffered() == 0 and not s:_ended()
 end
 
 -- Connecting ---------------------------------------------------------------------
