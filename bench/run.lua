@@ -104,6 +104,33 @@ local micro = {
     } },
 }
 
+-- redis: GET/SET rows against one redis-server the runner starts (on first
+-- use) and stops at the end; redis-benchmark -q is printed as the ceiling
+local have_redis = sh_ok("command -v redis-server") and sh_ok("command -v redis-benchmark")
+local have_redis_py = sh_ok(PY .. " -c 'import redis.asyncio'")
+local redis_server, redis_port
+local function redis_arg()
+  if not redis_server then
+    redis_port = free_port()
+    redis_server = aio.spawn_process({ "redis-server", "--port", tostring(redis_port), "--bind", "127.0.0.1",
+      "--save", "", "--appendonly", "no", "--dir", "/tmp", "--logfile", "/dev/null" })
+    wait_listening(redis_port)
+  end
+  return tostring(redis_port)
+end
+for _, row in ipairs { { "seq", "GET/SET, 1 connection, sequential" },
+                       { "concurrent", "GET/SET, 50 concurrent tasks" },
+                       { "pipelined", "GET/SET, pipelines of 100" } } do
+  local mode = row[1]
+  micro[#micro + 1] = { name = "redis", what = row[2], key = "ops_per_second", present = have_redis,
+    peers = {
+      { "luaio", function() return { LUAIO, "bench/redis/luaio.lua", redis_arg(), mode } end },
+      { "redis-py asyncio (hiredis)", function() return { PY, "bench/redis/py_redis.py", redis_arg(), mode } end,
+        have_redis_py },
+      { "ceiling: redis-benchmark", function() return { "bench/redis/ceiling.sh", redis_arg(), mode } end },
+    } }
+end
+
 -- network workloads: a server pinned to CPU 0, load from CPU 1 (unless unpinned)
 -- nginx.conf templates name their blanks @PORT@, @DIR@ and so on (see vars)
 local function nginx_cmd(template, vars)
@@ -240,7 +267,7 @@ local function run_micro(w, n)
       if present ~= false then
         if argv == "floor" then
           argv = { compile("bench/spawn/floor.c", OUT .. "/spawn_floor", "lua5.4") }
-        end
+        elseif type(argv) == "function" then argv = argv() end
         local res = aio.exec(argv, { timeout = 120 })
         local m = metrics_of(res.stdout)
         if res.status ~= 0 or not m[w.key] then
@@ -350,7 +377,7 @@ end
 
 print(("luaio bench, %s, %d cores\n"):format(os.date("%Y-%m-%d"), tonumber(aio.exec({ "nproc" }).stdout) or 0))
 for _, w in ipairs(micro) do
-  if next(only) == nil or only[w.name] then
+  if (next(only) == nil or only[w.name]) and w.present ~= false then
     local n = runs or 5
     report(w, run_micro(w, n), n)
   end
@@ -361,3 +388,4 @@ for _, w in ipairs(net) do
     report(w, run_net(w, n), n)
   end
 end
+if redis_server then redis_server:kill("SIGTERM") redis_server:wait() end

@@ -11,8 +11,14 @@
 -- a text message; a browser sends its text as a text message, as `nc`
 -- sends a line.
 --   luaio scripts/chat_server.lua            a self-demo with two clients, then exits
---   luaio scripts/chat_server.lua --serve [tcp_port [http_port]]
+--   luaio scripts/chat_server.lua --serve [tcp_port [http_port]] [--redis URL]
 --                                            serves until Ctrl+C (default ports 8889 and 8890)
+--
+-- With --redis URL (redis://host:port), the room spans every server
+-- process started with the same Redis: a message is published on the
+-- channel "chat:room" and each server delivers what the channel carries to
+-- its own members (its own messages too, so every member everywhere sees
+-- one order). The history is what each server saw on the channel.
 local aio = require "luaio"
 local json = aio.json
 
@@ -39,14 +45,42 @@ function ChatServer:send(member, line)
   if not ok then self.clients[member] = nil end     -- a dead client is dropped
 end
 
-function ChatServer:broadcast(message, sender)
-  local entry = { timestamp = now_iso(), expediteur = sender, message = message }
+-- to this server's members: the message, now in the history
+function ChatServer:deliver(entry)
+  local message, sender = entry.message, entry.expediteur
   table.insert(self.history, entry)
   if #self.history > 100 then table.remove(self.history, 1) end   -- keep the last 100
   local line = json.encode({ type = "message", expediteur = sender, message = message, timestamp = entry.timestamp })
   local sends = {}
   for member in pairs(self.clients) do sends[#sends + 1] = function() self:send(member, line) end end
   aio.gather(sends, { return_exceptions = true })     -- to every client at once
+end
+
+function ChatServer:broadcast(message, sender)
+  local entry = { timestamp = now_iso(), expediteur = sender, message = message }
+  if self.redis then
+    self.redis:publish(self.channel, json.encode(entry))   -- every server delivers it, this one too
+  else
+    self:deliver(entry)
+  end
+end
+
+-- --redis: the room through a Redis channel; -> the subscription (close it to stop)
+function ChatServer:relay(url)
+  self.redis, self.channel = aio.redis.pool(url), "chat:room"
+  local sub = self.redis:subscribe(self.channel)
+  aio.spawn(function()
+    local ok, err = pcall(function()
+      for m in sub:messages() do
+        local good, entry = pcall(json.decode, m.data)
+        if good and type(entry) == "table" and type(entry.message) == "string" then self:deliver(entry) end
+      end
+    end)
+    if not ok and not sub.client.closed then print("❌ Redis relay stopped: " .. tostring(err)) end
+  end)
+  print("🔗 The room is shared through Redis at " .. url)
+  io.stdout:flush()
+  return sub
 end
 
 -- a member's whole stay: the history, the join notice, each of its
@@ -132,6 +166,15 @@ function ChatServer:start_http(host, port)
 end
 
 local chat = ChatServer.new()
+local redis_url
+for i = #arg - 1, 1, -1 do                -- --redis URL, anywhere: taken out of arg
+  if arg[i] == "--redis" then
+    redis_url = arg[i + 1]
+    table.remove(arg, i + 1)
+    table.remove(arg, i)
+  end
+end
+local relay <close> = redis_url and chat:relay(redis_url) or nil
 if arg[1] == "--serve" then
   local server <close> = chat:start("127.0.0.1", tonumber(arg[2]) or 8889)
   local http_port = tonumber(arg[3])

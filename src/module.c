@@ -90,6 +90,9 @@
 **                                         UTF-8; final: ending inside a character is false
 ** ws_accept(key)           ws_frame.c     -> Sec-WebSocket-Accept for key (base64 SHA-1)
 ** ws_key()                 ws_frame.c     -> a new random Sec-WebSocket-Key
+** resp_command(arg, ...)   resp.c         -> a Redis command in RESP (integers in decimal,
+**                                         floats %.17g) | nil, index, type name: an
+**                                         argument neither string nor number (or NaN)
 ** getaddrinfo(host [, port]) ⏸ dns.c      -> { {addr=, family=}, ... }   [aio.getaddrinfo]
 ** tcp_connect(ip, port) ⏸  connect.c      -> Stream (no name resolution: streams.lua)
 ** pipe_connect(path) ⏸     connect.c      -> Stream on a Unix socket
@@ -103,6 +106,12 @@
 **                                         [, allow_rsv1]) ⏸ (stream_read.c, ws_frame.c)
 **                                         -> fin, opcode, payload, rsv1 | nil at EOF;
 **                                         WebSocketError {code = 1002 | 1009}
+**                                         stream:_read_resp([max_bulk]) ⏸ (stream_read.c,
+**                                         resp.c) -> one Redis reply (RESP2/3) as Lua
+**                                         values [, "error" | "push"] | nil, "eof";
+**                                         ProtocolError (bad data, over max_bulk)
+**                                         stream:_ended() -> an EOF or read error is
+**                                         buffered (the peer has gone)
 ** tls_context{...}         tls.c          -> TLSContext (server, verify, ca_file,
 **                                         cert_file, key_file, alpn); TLS 1.2+, a
 **                                         server ECDHE+AEAD only, in its own order
@@ -256,6 +265,7 @@ static void (*const subsystems[])(lua_State *L, luaio_host *h) = {
   luaio_open_process, luaio_open_signal, luaio_open_thread, luaio_open_http_parse,
   luaio_open_tls, luaio_open_json, luaio_open_zlib, luaio_open_ws, luaio_worker_open,
   luaio_open_waitinfo, luaio_open_track, luaio_open_monitor,
+  luaio_open_resp,
 };
 
 int luaopen_luaio(lua_State *L) {

@@ -401,6 +401,14 @@ static int l_buffered(lua_State *L) {
   return 2;
 }
 
+/* _ended() -> the peer has gone (an EOF or a read error seen by read-ahead):
+** a pool's check before lending an idle connection */
+static int l_ended(lua_State *L) {
+  stream *s = stream_check(L, 1);
+  lua_pushboolean(L, s->rb.eof || s->rb.err);
+  return 1;
+}
+
 
 static int l_tostring(lua_State *L) {
   stream_box *box = luaio_checkudata(L, 1, STREAM_MT);
@@ -414,7 +422,7 @@ void luaio_open_stream(lua_State *L, luaio_host *h) {
     {"write", l_write},
     {"drain", l_drain}, {"close", l_close}, {"shutdown", l_shutdown},
     {"peername", l_peername}, {"sockname", l_sockname}, {"set_timeout", l_set_timeout},
-    {"set_limits", l_set_limits}, {"buffered", l_buffered}, {"closed", l_closed},
+    {"set_limits", l_set_limits}, {"buffered", l_buffered}, {"closed", l_closed}, {"_ended", l_ended},
     {"_start_tls", stream_l_start_tls}, {"_start_tls_blocker", stream_l_start_tls_blocker}, {"tls_info", stream_l_tls_info}, {NULL, NULL}};
   luaL_newmetatable(L, STREAM_MT);
   lua_pushvalue(L, -1);

@@ -11,8 +11,9 @@
 #include "stream_int.h"
 #include "http_head.h"
 #include "ws_frame.h"
+#include "resp.h"
 
-enum { OP_WS_FRAME = OP_HEAD + 1 };
+enum { OP_WS_FRAME = OP_HEAD + 1, OP_RESP };
 
 /* The host's scratch buffer: libuv calls alloc and read back to back, and
 ** the bytes are consumed before anything else runs, so one per host will do. */
@@ -98,6 +99,34 @@ static int try_ws_frame(lua_State *L, stream *s) {
   return n;
 }
 
+/* _read_resp's try: (self, max_bulk, note). A reply that is not whole
+** keeps its scan in the note (made on the first wait only: most replies
+** are whole at once), and while it waits the limit grows to the size the
+** reply is known to need, or past what is buffered (an array of unknown
+** size), so the socket reads on. */
+typedef struct { ws_raise r; luaio_resp_state scan; } resp_note;
+
+static int try_resp(lua_State *L, stream *s) {
+  resp_note *note = lua_touserdata(L, 3);
+  luaio_resp_state local, *st = &local;
+  if (note) { ws_lower(&note->r); note->r.want = 0; st = &note->scan; }
+  else luaio_resp_scan_init(st);
+  size_t need;
+  int n = luaio_resp_read(L, &s->rb, st, (uint64_t)lua_tointeger(L, 2), &need);
+  if (n != RB_WAIT) return n;
+  if (!note) {
+    note = lua_newuserdatauv(L, sizeof *note, 0);
+    lua_replace(L, 3);
+    note->r.s = s;
+    note->r.raised = 0;
+    note->scan = local;
+  }
+  size_t base = note->r.raised ? note->r.base : s->rb.limit;
+  size_t grow = s->rb.len + (s->rb.len > base ? s->rb.len : base);   /* doubling: few pauses */
+  note->r.want = need > grow ? need : grow;
+  return n;
+}
+
 /* Try to complete a read from the buffer: push its result and return the
 ** number of values, or return RB_WAIT when it has to wait for more data. */
 static int try_read(lua_State *L, stream *s, int op) {
@@ -116,6 +145,7 @@ static int try_read(lua_State *L, stream *s, int op) {
     case OP_ALL: n = luaio_rb_read_all(L, b); break;
     case OP_HEAD: n = luaio_http_read_head(L, b, lua_tostring(L, 2)[2] == 'q'); break;
     case OP_WS_FRAME: n = try_ws_frame(L, s); break;
+    case OP_RESP: n = try_resp(L, s); break;
     default: n = stream_handshake_state(L, s); break;
   }
   return n == RB_FAIL ? stream_raise_read_error(L, s) : n;
@@ -158,7 +188,8 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
 
 static const char *const read_names[] = {
   "stream:read", "stream:read_exactly", "stream:readline", "stream:read_until",
-  "stream:read_all", "stream:start_tls", "stream:_read_head", "stream:_read_ws_frame"};
+  "stream:read_all", "stream:start_tls", "stream:_read_head", "stream:_read_ws_frame",
+  "stream:_read_resp"};
 
 int stream_do_read(lua_State *L, int op) {
   stream *s = stream_check(L, 1);
@@ -185,7 +216,7 @@ int stream_do_read(lua_State *L, int op) {
     s->rtimer.fire = on_read_timeout;
     luaio_timer_arm(s->h, &s->rtimer, wait);
   }
-  ws_raise *r = op == OP_WS_FRAME ? lua_touserdata(L, 5) : NULL;
+  ws_raise *r = op == OP_WS_FRAME ? lua_touserdata(L, 5) : op == OP_RESP ? lua_touserdata(L, 3) : NULL;
   if (r && r->want > s->rb.limit) {
     r->base = s->rb.limit;
     r->raised = s->rb.limit = r->want;
@@ -243,7 +274,19 @@ static int l_read_ws_frame(lua_State *L) {
   return stream_do_read(L, OP_WS_FRAME);
 }
 
+/* _read_resp([max_bulk]) ⏸ -> one whole Redis reply (resp.h): value [,
+** "error" | "push"] | nil, "eof" at a clean EOF; ProtocolError on bad data */
+static int l_read_resp(lua_State *L) {
+  lua_Integer max = luaio_optinteger(L, 2, 512 * 1024 * 1024);
+  if (max < 0) return luaio_argerror(L, 2, "bulk string limit must not be negative");
+  if ((uint64_t)max > SIZE_MAX / 2) max = (lua_Integer)(SIZE_MAX / 2);
+  lua_settop(L, 1);
+  lua_pushinteger(L, max);
+  lua_pushnil(L);                 /* slot 3 is the read's own (try_resp) */
+  return stream_do_read(L, OP_RESP);
+}
+
 const luaL_Reg stream_read_methods[] = {
   {"read", l_read}, {"read_exactly", l_read_exactly}, {"readline", l_readline},
   {"read_until", l_read_until}, {"read_all", l_read_all}, {"_read_head", l_read_head},
-  {"_read_ws_frame", l_read_ws_frame}, {NULL, NULL}};
+  {"_read_ws_frame", l_read_ws_frame}, {"_read_resp", l_read_resp}, {NULL, NULL}};

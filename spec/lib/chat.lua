@@ -13,14 +13,16 @@ local P = require "spec.lib.peers"
 
 local C = {}
 
--- the chat server on free ports -> proc, tcp_port, http_port
-function C.chat_server(dir)
+-- the chat server on free ports (extra: more arguments, e.g. --redis URL)
+-- -> proc, tcp_port, http_port
+function C.chat_server(dir, extra)
   local script = P.cwd() .. "/scripts/chat_server.lua"
   local last
   for _ = 1, 3 do                                  -- a free port taken meanwhile: try others
     local tcp, http = P.free_port(), P.free_port()
-    local proc = P.start({ P.luaio_bin(), script, "--serve", tostring(tcp), tostring(http) },
-      { dir = dir, name = "chat_server", cwd = P.cwd() })
+    local argv = { P.luaio_bin(), script, "--serve", tostring(tcp), tostring(http) }
+    for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+    local proc = P.start(argv, { dir = dir, name = "chat_server", cwd = P.cwd() })
     local ok, t, h = pcall(proc.wait_for, proc,
       "Chat server on 127%.0%.0%.1:(%d+).-Chat page on http://127%.0%.0%.1:(%d+)/", 15)
     if ok then return proc, tonumber(t), tonumber(h) end
