@@ -78,6 +78,9 @@
 **                                         UTF-8; final: ending inside a character is false
 ** ws_accept(key)           ws_frame.c     -> Sec-WebSocket-Accept for key (base64 SHA-1)
 ** ws_key()                 ws_frame.c     -> a new random Sec-WebSocket-Key
+** md5_hex(s), sha256(s), hmac_sha256(key, s), pbkdf2_sha256(pw, salt, iter),
+**   random_bytes(n), base64_encode(s), base64_decode(s) -> s | nil   digest.c
+**                                         the digests of database authentication
 ** getaddrinfo(host [, port]) ⏸ dns.c      -> { {addr=, family=}, ... }   [aio.getaddrinfo]
 ** tcp_connect(ip, port) ⏸  connect.c      -> Stream (no name resolution: streams.lua)
 ** pipe_connect(path) ⏸     connect.c      -> Stream on a Unix socket
@@ -91,6 +94,10 @@
 **                                         [, allow_rsv1]) ⏸ (stream_read.c, ws_frame.c)
 **                                         -> fin, opcode, payload, rsv1 | nil at EOF;
 **                                         WebSocketError {code = 1002 | 1009}
+**                                         stream:_read_pg([rows, names, kinds]) ⏸
+**                                         (stream_read.c, pg_wire.c) -> type, body | nil
+**                                         at EOF: a PostgreSQL message, the DataRows
+**                                         before it decoded into rows
 ** tls_context{...}         tls.c          -> TLSContext (server, verify, ca_file,
 **                                         cert_file, key_file, alpn); TLS 1.2+, a
 **                                         server ECDHE+AEAD only, in its own order
@@ -226,6 +233,7 @@ static void (*const subsystems[])(lua_State *L, luaio_host *h) = {
   luaio_open_stream, luaio_open_udp, luaio_open_dns, luaio_open_fs,
   luaio_open_process, luaio_open_signal, luaio_open_thread, luaio_open_http_parse,
   luaio_open_tls, luaio_open_json, luaio_open_zlib, luaio_open_ws, luaio_worker_open,
+  luaio_open_digest,
 };
 
 int luaopen_luaio(lua_State *L) {

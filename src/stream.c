@@ -374,7 +374,8 @@ static int l_buffered(lua_State *L) {
   stream *s = stream_check(L, 1);
   lua_pushinteger(L, (lua_Integer)s->rb.len);
   lua_pushinteger(L, (lua_Integer)s->queued);
-  return 2;
+  lua_pushboolean(L, s->rb.eof || s->rb.err);   /* no more bytes will come */
+  return 3;
 }
 
 

@@ -33,7 +33,7 @@ for _, name in ipairs { "streams", "system" } do
 end
 -- aio.http and aio.websocket load on first use: most programs need neither,
 -- and every host (an embedder may make many) would parse them at start
-local on_first_use = { http = "luaio.http", websocket = "luaio.websocket" }
+local on_first_use = { http = "luaio.http", websocket = "luaio.websocket", pg = "luaio.pg" }
 setmetatable(aio, { __index = function(t, k)
   local name = on_first_use[k]
   if name and package.preload[name] then
