@@ -286,28 +286,36 @@ local function pending_closes(self)
   return table.concat(parts)
 end
 
-local function cache_put(self, sql, st)
+-- room for one more statement: the oldest goes (closed with this request)
+local function cache_evict(self)
   local order, max = self._cache_order, self._opts.statement_cache_size
-  if max <= 0 then return end
+  while self._cache_n > 0 and self._cache_n >= max do
+    local old = order[order.first]
+    order[order.first] = nil
+    order.first = order.first + 1
+    self._closing[#self._closing + 1] = self._cache[old].name
+    self._cache[old] = nil
+    self._cache_n = self._cache_n - 1
+  end
+end
+
+local function cache_put(self, sql, st)
+  if self._opts.statement_cache_size <= 0 then
+    self._closing[#self._closing + 1] = st.name     -- used once, closed with the next request
+    return
+  end
+  local order = self._cache_order
   self._cache[sql] = st
   order.last = order.last + 1
   order[order.last] = sql
   self._cache_n = self._cache_n + 1
-  if self._cache_n > max then
-    local old = order[order.first]
-    order[order.first] = nil
-    order.first = order.first + 1
-    local evicted = self._cache[old]
-    self._cache[old] = nil
-    self._cache_n = self._cache_n - 1
-    self._closing[#self._closing + 1] = evicted.name
-  end
 end
 
 -- Parse + Describe: -> the statement {name, oids, names, kinds, json}
 local function prepare(self, sql)
   self._stmt_seq = self._stmt_seq + 1
   local st = { name = "luaio_" .. self._stmt_seq, oids = {} }
+  cache_evict(self)
   send_request(self, pending_closes(self) .. wire.parse(st.name, sql) .. wire.describe("S", st.name) .. wire.SYNC)
   local err
   while true do

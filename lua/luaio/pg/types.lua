@@ -45,6 +45,8 @@ local function float_text(v)
   if v ~= v then return "NaN" end
   if v == math.huge then return "Infinity" end
   if v == -math.huge then return "-Infinity" end
+  local i = math.tointeger(v)                          -- whole floats exactly (2^60, not 1.15...e+18)
+  if i then return tostring(i) end
   return format("%.17g", v)
 end
 
