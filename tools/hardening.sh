@@ -17,7 +17,7 @@ LUAIO_VALGRIND=1 valgrind --quiet --error-exitcode=3 --leak-check=full --errors-
   spec/json_spec.lua spec/http_form_spec.lua spec/http_cookies_spec.lua spec/http_client_more_spec.lua \
   spec/ws_frame_spec.lua
 echo "== fuzzing"
-# 40 s a target here (seven targets); FUZZ_SECONDS=3600 tools/fuzz.sh for a long run
+# 40 s a target here (eight targets); FUZZ_SECONDS=3600 tools/fuzz.sh for a long run
 FUZZ_SECONDS=${FUZZ_SECONDS:-40} tools/fuzz.sh
 echo "== load and soak"
 (
