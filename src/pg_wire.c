@@ -81,11 +81,45 @@ static int parse_int(const unsigned char *p, size_t n, lua_Integer *out) {
   return 1;
 }
 
-/* a float4/float8: decimal, exponent, NaN, Infinity, -Infinity (strtod
-** reads them all; a copy gives it the NUL it needs) */
+/* Clinger's fast path: a decimal with at most 15 significant digits and a
+** power of ten up to 22 is one exact product or quotient of two doubles,
+** so correctly rounded; -1 when the text is not that simple */
+static int fast_float(const unsigned char *p, size_t n, lua_Number *out) {
+  static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  size_t i = 0;
+  int neg = p[0] == '-', digits = 0, scale = 0, seen = 0;
+  if (neg) i++;
+  uint64_t m = 0;
+  for (; i < n && (unsigned)(p[i] - '0') <= 9u; i++, seen = 1)
+    if (m || p[i] != '0') { m = m * 10 + (p[i] - '0'); if (++digits > 15) return -1; }
+  if (i < n && p[i] == '.') {
+    for (i++; i < n && (unsigned)(p[i] - '0') <= 9u; i++, seen = 1) {
+      if (m || p[i] != '0') { m = m * 10 + (p[i] - '0'); if (++digits > 15) return -1; }
+      scale--;
+    }
+  }
+  if (!seen) return -1;
+  if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+    int eneg = 0, e = 0;
+    if (++i < n && (p[i] == '-' || p[i] == '+')) eneg = p[i++] == '-';
+    if (i == n) return -1;
+    for (; i < n && (unsigned)(p[i] - '0') <= 9u; i++) if ((e = e * 10 + (p[i] - '0')) > 400) return -1;
+    scale += eneg ? -e : e;
+  }
+  if (i != n || scale < -22 || scale > 22) return -1;
+  double v = (double)m;
+  v = scale < 0 ? v / pow10[-scale] : v * pow10[scale];
+  *out = (lua_Number)(neg ? -v : v);
+  return 1;
+}
+
+/* a float4/float8: decimal, exponent, NaN, Infinity, -Infinity (what the
+** fast path does not take, strtod reads; a copy gives it the NUL it needs) */
 static int parse_float(const unsigned char *p, size_t n, lua_Number *out) {
   char tmp[64];
   if (n == 0 || n >= sizeof tmp) return 0;
+  if (fast_float(p, n, out) > 0) return 1;
   memcpy(tmp, p, n);
   tmp[n] = '\0';
   char *end;
