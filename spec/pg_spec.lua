@@ -61,7 +61,7 @@ describe("aio.pg against PostgreSQL 15", function()
   describe("values", function()
     it("decodes every listed type, NULL and unknown types", function()
       local c <close> = aio.pg.connect(URL)
-      local r = c:query([[SELECT 1::int2 AS i2, '-2147483648'::int4 AS i4, 9223372036854775807::int8 AS i8,
+      local r = c:query([[SELECT 1::int2 AS i2, '-32768'::int2 AS i2n, '-2147483648'::int4 AS i4, 9223372036854775807::int8 AS i8,
         '-9223372036854775808'::int8 AS i8min, 26::oid AS o, 1.5::float4 AS f4, 0.1::float8 AS f8,
         'NaN'::float8 AS nan, 'Infinity'::float8 AS inf, '-Infinity'::float4 AS ninf, 1e300::float8 AS big,
         true AS t, false AS f, 'text'::text AS tx, 'vc'::varchar(5) AS vc, 'nm'::name AS nm,
@@ -72,7 +72,7 @@ describe("aio.pg against PostgreSQL 15", function()
         NULL::int AS nul, '1 day'::interval AS iv, '10.0.0.1'::inet AS ip, 'x'::char(3) AS ch]])
       assert.equals(1, #r)
       local row = r[1]
-      assert.equals(1, row.i2)
+      assert.equals(1, row.i2) assert.equals(-32768, row.i2n)
       assert.equals(-2147483648, row.i4)
       assert.equals(math.maxinteger, row.i8)
       assert.equals(math.mininteger, row.i8min)
@@ -100,7 +100,7 @@ describe("aio.pg against PostgreSQL 15", function()
       assert.equals("1 day", row.iv)
       assert.equals("10.0.0.1", row.ip)
       assert.equals("x  ", row.ch)
-      assert.same({ "i2", "i4", "i8", "i8min", "o", "f4", "f8", "nan", "inf", "ninf", "big", "t", "f", "tx", "vc",
+      assert.same({ "i2", "i2n", "i4", "i8", "i8min", "o", "f4", "f8", "nan", "inf", "ninf", "big", "t", "f", "tx", "vc",
         "nm", "num", "d", "ts", "tstz", "u", "b", "j", "jb", "nul", "iv", "ip", "ch" }, r.columns)
       assert.equals(1, r.affected)
     end)
@@ -503,6 +503,30 @@ describe("aio.pg against PostgreSQL 15", function()
       raises("CancelledError", t.wait, t)
       silent:close()
       raises("ConnectionError", aio.pg.connect, ("postgresql://x@127.0.0.1:%d/x"):format(P.free_port()))
+    end)
+
+    it("a peer that breaks the protocol: ProtocolError at connect, a clean EOF: ConnectionError", function()
+      local function fake(reply)
+        return aio.start_server(function(s)
+          s:read(8192)                                 -- the startup message
+          s:write(reply)
+          s:drain()
+          aio.sleep(0.2)
+        end, "127.0.0.1", 0)
+      end
+      local bad = fake("R\0\0\0\2")                    -- a length under 4
+      raises("ProtocolError", aio.pg.connect, { host = "127.0.0.1", port = bad.port, sslmode = "disable" })
+      bad:close()
+      local eof = fake("")
+      raises("ConnectionError", aio.pg.connect, { host = "127.0.0.1", port = eof.port, sslmode = "disable" })
+      eof:close()
+      local cut = fake("R\0\0\0\8\0\0")                -- EOF inside a message
+      raises("ConnectionError", aio.pg.connect, { host = "127.0.0.1", port = cut.port, sslmode = "disable" })
+      cut:close()
+      local odd = fake("R\0\0\0\8\0\0\0\99")            -- an authentication method nobody knows
+      local e = raises("PgError", aio.pg.connect, { host = "127.0.0.1", port = odd.port, sslmode = "disable" })
+      assert.matches("not supported", e.message)
+      odd:close()
     end)
 
     it("query, execute, transaction: bad input; use after close", function()

@@ -127,12 +127,31 @@ static int parse_float(const unsigned char *p, size_t n, lua_Number *out) {
   return end == tmp + n;
 }
 
+/* a big-endian two's complement integer of 2, 4 or 8 bytes */
+static lua_Integer be_int(const unsigned char *p, size_t n) {
+  uint64_t v = 0;
+  for (size_t k = 0; k < n; k++) v = v << 8 | p[k];
+  if (n < 8 && (p[0] & 0x80)) v |= ~(uint64_t)0 << (8 * n);   /* sign-extend */
+  return (lua_Integer)v;
+}
+
 /* push a field's value as its kind says; anything that does not parse as
-** its kind stays the server's text */
+** its kind stays the server's text (or bytes) */
 static void push_field(lua_State *L, int kind, const unsigned char *p, size_t n) {
   lua_Integer i;
   lua_Number f;
   switch (kind) {
+    case PG_INT_BIN: if (n == 2 || n == 4 || n == 8) { lua_pushinteger(L, be_int(p, n)); return; } break;
+    case PG_FLOAT8_BIN:
+      if (n == 8) {
+        uint64_t bits = (uint64_t)be_int(p, 8);
+        double d;
+        memcpy(&d, &bits, 8);
+        lua_pushnumber(L, (lua_Number)d);
+        return;
+      }
+      break;
+    case PG_BOOL_BIN: if (n == 1) { lua_pushboolean(L, p[0] != 0); return; } break;
     case PG_INT: if (parse_int(p, n, &i)) { lua_pushinteger(L, i); return; } break;
     case PG_FLOAT: if (parse_float(p, n, &f)) { lua_pushnumber(L, f); return; } break;
     case PG_BOOL: lua_pushboolean(L, n > 0 && p[0] == 't'); return;

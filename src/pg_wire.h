@@ -12,7 +12,9 @@
 
 /* How a column's text is turned into a Lua value (the Lua half maps type
 ** OIDs to these, lua/luaio/pg/types.lua). JSON is left a string here. */
-enum { PG_TEXT, PG_INT, PG_FLOAT, PG_BOOL, PG_BYTEA, PG_KINDS };
+enum { PG_TEXT, PG_INT, PG_FLOAT, PG_BOOL, PG_BYTEA,
+       PG_INT_BIN, PG_FLOAT8_BIN, PG_BOOL_BIN,   /* the binary format: the server formats nothing */
+       PG_KINDS };
 
 /* One message from the front of b. With a rows table at stack index
 ** `rows` (0: none), names at rows + 1 (array of column names) and kinds at

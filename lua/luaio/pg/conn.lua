@@ -324,7 +324,7 @@ local function prepare(self, sql)
     elseif t == "T" then
       local oids
       st.names, oids = wire.row_description(body)
-      st.kinds, st.json = types.shape(st.names, oids)
+      st.kinds, st.json, st.formats = types.shape(st.names, oids)
     elseif t == "E" then err = err or wire.error_fields(body)
     elseif t == "Z" then ready(self, body) break end
   end
@@ -342,7 +342,7 @@ end
 local function extended(self, sql, args, n)
   local st = self._cache[sql] or prepare(self, sql)
   local values, binary = types.encode(args, n, st.oids)
-  send_request(self, wire.bind(st.name, n, values, binary) .. wire.EXECUTE .. wire.SYNC)
+  send_request(self, wire.bind(st.name, n, values, binary, st.formats) .. wire.EXECUTE .. wire.SYNC)
   local rows, names, kinds = new_rows(st.names), st.names, st.kinds
   local err
   while true do
@@ -380,7 +380,7 @@ local function simple(self, sql)
     if t == "T" then
       local oids
       names, oids = wire.row_description(body)
-      kinds, json_cols = types.shape(names, oids)
+      kinds, json_cols = types.shape(names, oids, true)
       rows = new_rows(names)
     elseif t == "C" then
       result = rows or new_rows()

@@ -11,25 +11,33 @@ local json_encode, json_decode, json_null = json.encode, json.decode, json.null
 local M = {}
 
 -- pg_wire.h's kinds
-local TEXT, INT, FLOAT, BOOL, BYTEA = 0, 1, 2, 3, 4
+local TEXT, FLOAT, BYTEA, INT_BIN, FLOAT8_BIN, BOOL_BIN = 0, 2, 4, 5, 6, 7
+-- extended queries ask the binary format where it is cheaper for both ends
+-- (the server formats nothing); float4 stays text (its shortest decimal)
 local KIND = {
-  [21] = INT, [23] = INT, [20] = INT, [26] = INT,      -- int2, int4, int8, oid
-  [700] = FLOAT, [701] = FLOAT, [16] = BOOL, [17] = BYTEA,
+  [21] = INT_BIN, [23] = INT_BIN, [20] = INT_BIN,      -- int2, int4, int8
+  [700] = FLOAT, [701] = FLOAT8_BIN, [16] = BOOL_BIN, [17] = BYTEA,
 }
+local TEXT_KIND = { [INT_BIN] = 1, [FLOAT8_BIN] = 2, [BOOL_BIN] = 3 }   -- the same, as text
 local JSON = { [114] = true, [3802] = true }           -- json, jsonb
 local BYTEA_OID = 17
 
--- type oids -> kinds (for _read_pg), and the JSON columns' names (or nil)
-function M.shape(names, oids)
-  local kinds, json_cols = {}, nil
+-- type oids -> kinds (for _read_pg), the JSON columns' names (or nil), and
+-- Bind's result format codes (binary where the kind is); text = true: the
+-- simple protocol, where every column is text
+function M.shape(names, oids, text)
+  local kinds, json_cols, formats = {}, nil, { string.pack(">i2", #oids) }
   for i, oid in ipairs(oids) do
-    kinds[i] = KIND[oid] or TEXT
+    local k = oid == 26 and 1 or KIND[oid] or TEXT     -- oid: text (unsigned, 4 bytes)
+    formats[i + 1] = TEXT_KIND[k] and "\0\1" or "\0\0"
+    if text then k = TEXT_KIND[k] or k end
+    kinds[i] = k
     if JSON[oid] then
       json_cols = json_cols or {}
       json_cols[#json_cols + 1] = names[i]
     end
   end
-  return kinds, json_cols
+  return kinds, json_cols, table.concat(formats)
 end
 
 function M.decode_json(rows, json_cols)

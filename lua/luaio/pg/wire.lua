@@ -33,8 +33,9 @@ M.TERMINATE = msg("X", "")
 M.EXECUTE = msg("E", "\0\0\0\0\0")        -- the unnamed portal, every row
 
 -- Bind the unnamed portal to statement `name`: values[i] a string or nil
--- (NULL), binary[i] true for a parameter sent in binary format; results in text
-function M.bind(name, n, values, binary)
+-- (NULL), binary[i] true for a parameter sent in binary format; results:
+-- the result format codes (Int16 count, Int16 each; nil: all text)
+function M.bind(name, n, values, binary, results)
   local parts = { "\0", name, "\0" }
   if binary then
     parts[#parts + 1] = spack(">i2", n)
@@ -47,7 +48,7 @@ function M.bind(name, n, values, binary)
     local v = values[i]
     parts[#parts + 1] = v == nil and "\255\255\255\255" or spack(">s4", v)
   end
-  parts[#parts + 1] = "\0\0"
+  parts[#parts + 1] = results or "\0\0"
   return msg("B", concat(parts))
 end
 
