@@ -97,7 +97,8 @@
 **                                         stream:_read_pg([rows, names, kinds]) ⏸
 **                                         (stream_read.c, pg_wire.c) -> type, body | nil
 **                                         at EOF: a PostgreSQL message, the DataRows
-**                                         before it decoded into rows
+**                                         before it decoded into rows;
+**                                         stream:_ended() -> EOF or a read error seen
 ** tls_context{...}         tls.c          -> TLSContext (server, verify, ca_file,
 **                                         cert_file, key_file, alpn); TLS 1.2+, a
 **                                         server ECDHE+AEAD only, in its own order

@@ -374,8 +374,15 @@ static int l_buffered(lua_State *L) {
   stream *s = stream_check(L, 1);
   lua_pushinteger(L, (lua_Integer)s->rb.len);
   lua_pushinteger(L, (lua_Integer)s->queued);
-  lua_pushboolean(L, s->rb.eof || s->rb.err);   /* no more bytes will come */
-  return 3;
+  return 2;
+}
+
+/* _ended() -> no more bytes will come from the socket (EOF or a read error
+** seen by the read-ahead; buffered bytes may still be unread) */
+static int l_ended(lua_State *L) {
+  stream *s = stream_check(L, 1);
+  lua_pushboolean(L, s->rb.eof || s->rb.err);
+  return 1;
 }
 
 
@@ -391,7 +398,7 @@ void luaio_open_stream(lua_State *L, luaio_host *h) {
     {"write", l_write},
     {"drain", l_drain}, {"close", l_close}, {"shutdown", l_shutdown},
     {"peername", l_peername}, {"sockname", l_sockname}, {"set_timeout", l_set_timeout},
-    {"set_limits", l_set_limits}, {"buffered", l_buffered}, {"closed", l_closed},
+    {"set_limits", l_set_limits}, {"buffered", l_buffered}, {"_ended", l_ended}, {"closed", l_closed},
     {"_start_tls", stream_l_start_tls}, {"_start_tls_blocker", stream_l_start_tls_blocker}, {"tls_info", stream_l_tls_info}, {NULL, NULL}};
   luaL_newmetatable(L, STREAM_MT);
   lua_pushvalue(L, -1);

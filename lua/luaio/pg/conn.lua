@@ -472,9 +472,8 @@ function Conn:_healthy()
   if self._idle_done or self._lock:locked() then return true end
   local s = self.stream
   while not self._broken do
-    local n, _, ended = s:buffered()
-    if n == 0 then
-      if ended then broken(self, new_error("ConnectionError", "PostgreSQL server closed the connection")) end
+    if s:buffered() == 0 then
+      if s:_ended() then broken(self, new_error("ConnectionError", "PostgreSQL server closed the connection")) end
       break
     end
     local ok, t, body = pcall(read, self)
