@@ -213,6 +213,7 @@ void luaio_open_zlib(lua_State *L, luaio_host *h);
 void luaio_open_ws(lua_State *L, luaio_host *h);      /* ws_frame.c */
 void luaio_open_monitor(lua_State *L, luaio_host *h); /* monitor.c */
 void luaio_open_resp(lua_State *L, luaio_host *h);    /* resp.c */
+void luaio_open_digest(lua_State *L, luaio_host *h);  /* digest.c */
 void luaio_thread_host_gone(void);
 
 /* module.c: embedded Lua sources */

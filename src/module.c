@@ -93,6 +93,9 @@
 ** resp_command(arg, ...)   resp.c         -> a Redis command in RESP (integers in decimal,
 **                                         floats %.17g) | nil, index, type name: an
 **                                         argument neither string nor number (or NaN)
+** md5_hex(s), sha256(s), hmac_sha256(key, s), pbkdf2_sha256(pw, salt, iter),
+**   random_bytes(n), base64_encode(s), base64_decode(s) -> s | nil   digest.c
+**                                         the digests of database authentication
 ** getaddrinfo(host [, port]) ⏸ dns.c      -> { {addr=, family=}, ... }   [aio.getaddrinfo]
 ** tcp_connect(ip, port) ⏸  connect.c      -> Stream (no name resolution: streams.lua)
 ** pipe_connect(path) ⏸     connect.c      -> Stream on a Unix socket
@@ -112,6 +115,10 @@
 **                                         ProtocolError (bad data, over max_bulk)
 **                                         stream:_ended() -> an EOF or read error is
 **                                         buffered (the peer has gone)
+**                                         stream:_read_pg([rows, names, kinds]) ⏸
+**                                         (stream_read.c, pg_wire.c) -> type, body | nil
+**                                         at EOF: a PostgreSQL message, the DataRows
+**                                         before it decoded into rows
 ** tls_context{...}         tls.c          -> TLSContext (server, verify, ca_file,
 **                                         cert_file, key_file, alpn); TLS 1.2+, a
 **                                         server ECDHE+AEAD only, in its own order
@@ -265,7 +272,7 @@ static void (*const subsystems[])(lua_State *L, luaio_host *h) = {
   luaio_open_process, luaio_open_signal, luaio_open_thread, luaio_open_http_parse,
   luaio_open_tls, luaio_open_json, luaio_open_zlib, luaio_open_ws, luaio_worker_open,
   luaio_open_waitinfo, luaio_open_track, luaio_open_monitor,
-  luaio_open_resp,
+  luaio_open_resp, luaio_open_digest,
 };
 
 int luaopen_luaio(lua_State *L) {

@@ -12,8 +12,9 @@
 #include "http_head.h"
 #include "ws_frame.h"
 #include "resp.h"
+#include "pg_wire.h"
 
-enum { OP_WS_FRAME = OP_HEAD + 1, OP_RESP };
+enum { OP_WS_FRAME = OP_HEAD + 1, OP_RESP, OP_PG };
 
 /* The host's scratch buffer: libuv calls alloc and read back to back, and
 ** the bytes are consumed before anything else runs, so one per host will do. */
@@ -80,13 +81,10 @@ static void ws_lower(ws_raise *r) {
   r->raised = 0;
 }
 
-/* _read_ws_frame's try: (self, expect_masked, max_payload, allow_rsv1, note) */
-static int try_ws_frame(lua_State *L, stream *s) {
+/* a try that waits for `need` bytes, more than the limit: note it in slot 5
+** (the same for a PostgreSQL message larger than the limit) */
+static int note_need(lua_State *L, stream *s, int n, size_t need) {
   ws_raise *r = lua_touserdata(L, 5);
-  if (r) { ws_lower(r); r->want = 0; }
-  luaio_ws_limits lim = {lua_toboolean(L, 2), lua_toboolean(L, 4), (uint64_t)lua_tointeger(L, 3)};
-  size_t need;
-  int n = luaio_ws_read_frame(L, &s->rb, &lim, &need);
   if (n == RB_WAIT && need > s->rb.limit) {
     if (!r) {
       r = lua_newuserdatauv(L, sizeof *r, 0);
@@ -97,6 +95,28 @@ static int try_ws_frame(lua_State *L, stream *s) {
     r->want = need;
   }
   return n;
+}
+
+static void clear_note(lua_State *L) {
+  ws_raise *r = lua_touserdata(L, 5);
+  if (r) { ws_lower(r); r->want = 0; }
+}
+
+/* _read_ws_frame's try: (self, expect_masked, max_payload, allow_rsv1, note) */
+static int try_ws_frame(lua_State *L, stream *s) {
+  clear_note(L);
+  luaio_ws_limits lim = {lua_toboolean(L, 2), lua_toboolean(L, 4), (uint64_t)lua_tointeger(L, 3)};
+  size_t need;
+  int n = luaio_ws_read_frame(L, &s->rb, &lim, &need);
+  return note_need(L, s, n, need);
+}
+
+/* _read_pg's try: (self, rows, names, kinds, note) */
+static int try_pg(lua_State *L, stream *s) {
+  clear_note(L);
+  size_t need;
+  int n = luaio_pg_read(L, &s->rb, 2, &need);
+  return note_need(L, s, n, need);
 }
 
 /* _read_resp's try: (self, max_bulk, note). A reply that is not whole
@@ -146,6 +166,7 @@ static int try_read(lua_State *L, stream *s, int op) {
     case OP_HEAD: n = luaio_http_read_head(L, b, lua_tostring(L, 2)[2] == 'q'); break;
     case OP_WS_FRAME: n = try_ws_frame(L, s); break;
     case OP_RESP: n = try_resp(L, s); break;
+    case OP_PG: n = try_pg(L, s); break;
     default: n = stream_handshake_state(L, s); break;
   }
   return n == RB_FAIL ? stream_raise_read_error(L, s) : n;
@@ -189,13 +210,13 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
 static const char *const read_names[] = {
   "stream:read", "stream:read_exactly", "stream:readline", "stream:read_until",
   "stream:read_all", "stream:start_tls", "stream:_read_head", "stream:_read_ws_frame",
-  "stream:_read_resp"};
+  "stream:_read_resp", "stream:_read_pg"};
 
 int stream_do_read(lua_State *L, int op) {
   stream *s = stream_check(L, 1);
   /* a waiting function, even when the data is there already */
   luaio_task *t = luaio_need_task(L, read_names[op]);
-  lua_settop(L, op == OP_WS_FRAME ? 5 : 3);
+  lua_settop(L, op == OP_WS_FRAME || op == OP_PG ? 5 : 3);
   int n = try_read(L, s, op);
   if (n >= 0) {
     if (!s->reading && s->rb.len < s->rb.limit) start_reading(s);   /* keep reading ahead */
@@ -216,7 +237,8 @@ int stream_do_read(lua_State *L, int op) {
     s->rtimer.fire = on_read_timeout;
     luaio_timer_arm(s->h, &s->rtimer, wait);
   }
-  ws_raise *r = op == OP_WS_FRAME ? lua_touserdata(L, 5) : op == OP_RESP ? lua_touserdata(L, 3) : NULL;
+  ws_raise *r = op == OP_WS_FRAME || op == OP_PG ? lua_touserdata(L, 5)
+              : op == OP_RESP ? lua_touserdata(L, 3) : NULL;
   if (r && r->want > s->rb.limit) {
     r->base = s->rb.limit;
     r->raised = s->rb.limit = r->want;
@@ -274,6 +296,19 @@ static int l_read_ws_frame(lua_State *L) {
   return stream_do_read(L, OP_WS_FRAME);
 }
 
+/* _read_pg([rows, names, kinds]) ⏸ -> type, body | nil at a clean EOF: one
+** PostgreSQL message; with rows, the DataRows before it are decoded into
+** rows first (pg_wire.h) */
+static int l_read_pg(lua_State *L) {
+  if (!lua_isnoneornil(L, 2)) {
+    luaio_checktype(L, 2, LUA_TTABLE);
+    luaio_checktype(L, 3, LUA_TTABLE);
+    luaio_checktype(L, 4, LUA_TTABLE);
+  }
+  lua_settop(L, 4);
+  return stream_do_read(L, OP_PG);
+}
+
 /* _read_resp([max_bulk]) ⏸ -> one whole Redis reply (resp.h): value [,
 ** "error" | "push"] | nil, "eof" at a clean EOF; ProtocolError on bad data */
 static int l_read_resp(lua_State *L) {
@@ -289,4 +324,5 @@ static int l_read_resp(lua_State *L) {
 const luaL_Reg stream_read_methods[] = {
   {"read", l_read}, {"read_exactly", l_read_exactly}, {"readline", l_readline},
   {"read_until", l_read_until}, {"read_all", l_read_all}, {"_read_head", l_read_head},
-  {"_read_ws_frame", l_read_ws_frame}, {"_read_resp", l_read_resp}, {NULL, NULL}};
+  {"_read_ws_frame", l_read_ws_frame}, {"_read_resp", l_read_resp}, {"_read_pg", l_read_pg},
+  {NULL, NULL}};

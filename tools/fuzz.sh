@@ -4,7 +4,7 @@
 # from the seed corpus in fuzz/corpus/. Any crash, sanitizer report or
 # failed check stops with an error; the input that caused it is left in
 # <build dir>/findings/.
-#   tools/fuzz.sh [target...]     targets: http_head chunk_size reader copier tls_glue json ws_frame resp
+#   tools/fuzz.sh [target...]     targets: http_head chunk_size reader copier tls_glue json ws_frame resp pg_wire
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export FUZZ_BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
@@ -16,7 +16,7 @@ if ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/
 fi
 CC=clang cmake -S . -B "$b" -DLUAIO_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(http_head chunk_size reader copier tls_glue json ws_frame resp)
+[ ${#targets[@]} -gt 0 ] || targets=(http_head chunk_size reader copier tls_glue json ws_frame resp pg_wire)
 cmake --build "$b" -j"$(nproc)" --target "${targets[@]/#/fuzz_}" >/dev/null
 mkdir -p $b/findings
 for t in "${targets[@]}"; do

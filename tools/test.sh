@@ -10,7 +10,7 @@ quick=0
 if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
 # valgrind: the C lifecycle test runs under memcheck; nginx, chromium and
 # python3-aiohttp: the HTTP specs' real peers (a reverse proxy, a browser, aiohttp)
-tools/deps.sh valgrind nginx chromium python3-aiohttp redis-server python3-redis python3-hiredis
+tools/deps.sh valgrind nginx chromium python3-aiohttp redis-server python3-redis python3-hiredis postgresql python3-asyncpg
 tools/build.sh
 (cd build && ctest --output-on-failure "$@")
 if [ $quick = 0 ]; then tools/hardening.sh; fi

@@ -33,8 +33,8 @@ for _, name in ipairs { "streams", "system" } do
 end
 -- aio.http and aio.websocket load on first use: most programs need neither,
 -- and every host (an embedder may make many) would parse them at start
-local on_first_use = { http = "luaio.http", websocket = "luaio.websocket" }
-on_first_use.redis = "luaio.redis"
+local on_first_use = { http = "luaio.http", websocket = "luaio.websocket",
+                       redis = "luaio.redis", pg = "luaio.pg" }
 setmetatable(aio, { __index = function(t, k)
   local name = on_first_use[k]
   if name and package.preload[name] then

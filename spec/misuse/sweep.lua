@@ -315,7 +315,7 @@ local WAITING_METHOD = { wait = 1, acquire = 1, run = 1, wait_for = 1, put = 1, 
   read_all = 1, write = 1, drain = 1, shutdown = 1, start_tls = 1, _start_tls = 1, _read_head = 1, _read_resp = 1,
   accept = 1, sendto = 1, recvfrom = 1, close = 1, __close = 1, seek = 1, listen = 1, request = 1,
   post = 1, patch = 1, delete = 1, head = 1, handle_connection = 1, json = 1, receive = 1,
-  send = 1, ping = 1, form = 1, comment = 1, respond = 1, sse = 1 }
+  send = 1, ping = 1, form = 1, comment = 1, respond = 1, sse = 1, _read_pg = 1 }
 local function may_wait(target)
   if WAITING[target] then return true end
   for _, p in ipairs(WAITING_PREFIX) do if target:find(p) then return true end end
