@@ -110,6 +110,11 @@
 ** worker_done(in_time)     worker.c       the worker's drain is over (in time or not):
 **                                         cancel the main task as the stop signal would
 ** hooks                    host.c         the hooks table (registry h->hooks_ref), below
+** -- added by the luaio command only (main.c, lineread.c; not in libluaio/luaio.so):
+** read_line([prompt]) ⏸    lineread.c     -> a line of stdin | nil at EOF, the loop running;
+**                                         readline on a terminal (terminal.lua, repl.lua)
+** add_history(line), history_file(path [, max]), line_editing()  lineread.c  the
+**                                         prompt's history (file kept to max lines)
 ** (coro.c replaces coroutine.resume/wrap/close in place; not in core.)
 **
 ** hook (core.hooks.NAME)   called by      defined in lua/luaio/hooks.lua; contract
