@@ -10,9 +10,9 @@ quick=0
 if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
 # valgrind: the C lifecycle test runs under memcheck; nginx, chromium and
 # python3-aiohttp: the HTTP specs' real peers (a reverse proxy, a browser, aiohttp);
-# libreadline-dev: the prompt's line editing; tmux: the prompt's terminal in
-# its specs; luarocks: the rockspec's test; man-db: the manual page's test
-tools/deps.sh valgrind nginx chromium python3-aiohttp libreadline-dev tmux luarocks man-db
+# tmux: the prompt's terminal in its specs; luarocks: the rockspec's test;
+# man-db: the manual page's test (libreadline-dev, for the build: deps.sh's own)
+tools/deps.sh valgrind nginx chromium python3-aiohttp tmux luarocks man-db
 tools/build.sh
 (cd build && ctest --output-on-failure "$@")
 if [ $quick = 0 ]; then tools/hardening.sh; fi
