@@ -208,6 +208,22 @@ describe("the prompt on a terminal", function()
     assert.equal(0, count(term:screen(), "notreached"))
   end)
 
+  it("interrupts a line that never yields on Ctrl-C (and one that catches it goes on)", function()
+    if no_tmux then pending(no_tmux) return end
+    start()
+    term:line('print("sp" .. "inning") while true do end')
+    term:wait("spinning")
+    term:key("C-c")
+    term:wait("CancelledError: SIGINT")
+    term:line('print("ca" .. "tching") print(pcall(function() while true do end end)) print("went" .. " on")')
+    term:wait("catching")
+    term:key("C-c")
+    local screen = term:wait("went on")
+    assert.truthy(screen:find("false%s+CancelledError: SIGINT\n"), screen)
+    term:line("6000 + 6")
+    term:wait("6006")
+  end)
+
   it("clears the line being typed on Ctrl-C at the prompt", function()
     if no_tmux then pending(no_tmux) return end
     start()

@@ -43,6 +43,8 @@
 ** get_debug()              host.c         -> on, slow_callback
 ** interrupted()            host.c         -> "SIGINT" | "SIGTERM" | nil: the signal that
 **                                         cancelled the main task
+** interrupt_lines(on)      host.c         -> SIGINTs delivered to running code since the last
+**                                         call; on: the prompt's mode (interrupt.c)
 ** version()                module.c       -> "luaio X (Lua 5.4.x, libuv Y)"   [aio.version]
 ** error(name, msg [, fields]) errors.c    -> a new luaio error object (not raised)
 **                                         [aio.new_error]

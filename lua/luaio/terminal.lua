@@ -40,7 +40,9 @@ function M.open(history_default, env_suffix)
     local path = history_path(history_default, env_suffix)
     if path then pcall(core.history_file, path, 1000) end
   end
+  core.interrupt_lines(true)            -- a line that never yields is interrupted too
   self.sigint = aio.on_signal("SIGINT", function()
+    if core.interrupt_lines(true) > 0 then return end   -- it was: the code running got it
     if self.reader then
       io.write("^C")
       self.reader:cancel()
@@ -71,7 +73,7 @@ function Terminal:remember(text)
 end
 
 function Terminal:close()
-  if self.sigint then self.sigint:close() self.sigint = nil end
+  if self.sigint then self.sigint:close() self.sigint = nil core.interrupt_lines(false) end
 end
 
 return M
