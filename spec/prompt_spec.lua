@@ -516,6 +516,10 @@ describe("aio.pretty", function()
     assert.equal("TimeoutError: late", aio.pretty(aio.new_error("TimeoutError", "late")))
     local bad = setmetatable({}, { __tostring = function() error("nope") end })
     assert.truthy(aio.pretty(bad):find("^<__tostring failed: "))
+    local hostile = setmetatable({}, { __index = error, __len = error, __lt = error, __pairs = error,
+                                       __tostring = function() error("no") end })
+    local s = aio.pretty({ [hostile] = hostile, [{}] = 1, [print] = 2 })   -- keys of odd types sort too
+    assert.truthy(s:find("[{}] = 1", 1, true), s)
     assert.truthy(aio.pretty(aio.pretty):find("^function"))
     assert.has_error(function() aio.pretty(1, 5) end, "bad argument #2 to 'aio.pretty' (table expected, got number)")
     local ok, e = pcall(aio.pretty, 1, { depth = 0 })

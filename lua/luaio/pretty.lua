@@ -54,7 +54,7 @@ local function key_less(a, b)
   end
   if ta == "string" then return a < b end
   if ta == "boolean" then return (not a) and b end
-  return tostring(a) < tostring(b)
+  return fmt("%p", a) < fmt("%p", b)             -- (no metamethod runs)
 end
 
 -- __tostring's text, or nil when v has none
