@@ -33,9 +33,13 @@ end
 local Term = {}
 Term.__index = Term
 
+local terms = 0
+
 local function term_start(dir, opts)
   opts = opts or {}
-  local self = setmetatable({ dir = dir, sock = dir .. "/tmux.sock", status = dir .. "/status" }, Term)
+  terms = terms + 1                                  -- a server (socket) of its own each time
+  local self = setmetatable({ dir = dir, sock = ("%s/tmux-%d.sock"):format(dir, terms),
+                              status = ("%s/status-%d"):format(dir, terms) }, Term)
   local env = { "INPUTRC=/dev/null", "HOME=" .. dir, "LUAIO_HISTORY=" .. (opts.history or dir .. "/history") }
   local cmd = { "env" }
   for _, e in ipairs(env) do cmd[#cmd + 1] = S.quote(e) end
@@ -92,7 +96,13 @@ function Term:stop()
   if self.stopped then return end
   self.stopped = true
   aio.exec({ "tmux", "-S", self.sock, "kill-server" })
-  if self.server_pid then aio.exec({ "kill", "-KILL", tostring(self.server_pid) }) end
+  if self.server_pid then
+    aio.exec({ "kill", "-KILL", tostring(self.server_pid) })
+    pcall(until_true, "the tmux server's end", function()   -- gone, or a zombie
+      local st = P.read("/proc/" .. self.server_pid .. "/stat") or ""
+      return st == "" or st:match("^%d+ %b() (%a)") == "Z"
+    end, 10)
+  end
 end
 
 describe("the prompt on a terminal", function()
@@ -143,6 +153,27 @@ describe("the prompt on a terminal", function()
     term:wait("> ")
     term:key("Up")
     term:wait('> "hist" .. 41 + 1')
+  end)
+
+  it("keeps the history file to its last 1000 lines", function()
+    if no_tmux then pending(no_tmux) return end
+    local old = {}
+    for i = 1, 1200 do old[i] = "old_" .. i end
+    P.write(dir .. "/history", table.concat(old, "\n") .. "\n")
+    start()
+    term:key("Up")
+    term:wait("> old_1200")                       -- loaded
+    term:key("C-u")
+    term:line("newest_line = 1")
+    local lines
+    until_true("the history file, appended to, then cut to 1000 lines", function()
+      lines = {}
+      for l in (P.read(dir .. "/history") or ""):gmatch("[^\n]+") do lines[#lines + 1] = l end
+      return lines[#lines] == "newest_line = 1" and #lines <= 1000
+    end)
+    assert.equal(1000, #lines)
+    assert.equal("old_202", lines[1])
+    assert.equal("newest_line = 1", lines[1000])
   end)
 
   it("continues an incomplete statement on the next line (a multi-line function)", function()
@@ -241,6 +272,26 @@ describe("the prompt on a terminal", function()
     start()
     term:line("x = 1")
     term:key("C-d")
+    until_true("the exit status", function() return term:exit_status() ~= nil end)
+    assert.equal(0, term:exit_status())
+  end)
+
+  it("gives the terminal back clean after a read_line timed out", function()
+    if no_tmux then pending(no_tmux) return end
+    term = term_start(dir, { args = { "-e", [[
+      local core = require "luaio.core"
+      local ok, e = pcall(aio.wait_for, function() return core.read_line("first> ") end, 1)
+      print("timed out:", aio.is_error(e, "TimeoutError"), core.line_editing())
+      print("got", aio.pretty(core.read_line("second> ")))
+    ]] } })
+    term:wait("first> ")
+    term:type("typed then dropped")
+    term:wait("timed out:")
+    term:wait("second> ")
+    term:line("hello")
+    local screen = term:wait("got")
+    assert.truthy(screen:find('timed out:%s+true%s+true'), screen)
+    assert.truthy(screen:find('got%s+"hello"'), screen)
     until_true("the exit status", function() return term:exit_status() ~= nil end)
     assert.equal(0, term:exit_status())
   end)
