@@ -92,6 +92,12 @@ function Term:exit_status()
   return s and tonumber(s:match("%d+"))
 end
 
+-- wait for the command in the pane to end -> its exit status
+function Term:wait_exit()
+  until_true("the exit status", function() return self:exit_status() ~= nil end)
+  return self:exit_status()
+end
+
 function Term:stop()
   if self.stopped then return end
   self.stopped = true
@@ -146,7 +152,7 @@ describe("the prompt on a terminal", function()
       return (P.read(dir .. "/history") or ""):find('"hist" .. 41 + 1', 1, true) ~= nil
     end)
     term:key("C-d")
-    until_true("the exit", function() return term:exit_status() ~= nil end)
+    term:wait_exit()
     term:stop()
     -- a new prompt starts with that history
     term = term_start(dir)
@@ -272,8 +278,7 @@ describe("the prompt on a terminal", function()
     start()
     term:line("x = 1")
     term:key("C-d")
-    until_true("the exit status", function() return term:exit_status() ~= nil end)
-    assert.equal(0, term:exit_status())
+    assert.equal(0, term:wait_exit())
   end)
 
   it("gives the terminal back clean after a read_line timed out", function()
@@ -292,8 +297,7 @@ describe("the prompt on a terminal", function()
     local screen = term:wait("got")
     assert.truthy(screen:find('timed out:%s+true%s+true'), screen)
     assert.truthy(screen:find('got%s+"hello"'), screen)
-    until_true("the exit status", function() return term:exit_status() ~= nil end)
-    assert.equal(0, term:exit_status())
+    assert.equal(0, term:wait_exit())
   end)
 
   it("talks to a monitor console with --attach (prompt 'monitor> ')", function()
@@ -313,8 +317,7 @@ describe("the prompt on a terminal", function()
     term:key("Enter")
     term:wait("echo: ps", 2)
     term:key("C-d")
-    until_true("the exit status", function() return term:exit_status() ~= nil end)
-    assert.equal(0, term:exit_status())
+    assert.equal(0, term:wait_exit())
     srv:close()
   end)
 end)
