@@ -360,6 +360,16 @@ describe("the prompt without a terminal (luaio -i)", function()
     assert.equal("read\tfirst\tsecond\n", out)
   end)
 
+  it("works as aio.repl from stock lua5.4 too (lines read by a pool thread, the loop running)", function()
+    if P.missing("lua5.4") then pending(P.missing("lua5.4")) return end
+    local dir = os.getenv("LUAIO_MODULE_DIR") or (P.cwd() .. "/build")
+    local r = aio.timeout(60, aio.exec, { "lua5.4", "-e", "package.cpath = " .. ("%q"):format(dir .. "/?.so;") .. " .. package.cpath",
+      "-e", "local aio = require 'luaio' aio.run(function() n = 0 aio.spawn(function() while true do n = n + 1 aio.sleep(0.01) end end) aio.repl() end)" },
+      { stdin = "aio.sleep(0.2)\nn > 5, {1}\n" })
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("> > true\t{ 1 }\n> ", r.stdout)
+  end)
+
   it("ends at end of input inside an unfinished statement with its syntax error", function()
     local out, err, status = run_piped({ "-i" }, "function g()\n")
     assert.equal(0, status)

@@ -80,6 +80,7 @@ local function run_line(term, chunk, n)
 end
 
 function M.repl()
+  if rawget(_G, "aio") == nil then rawset(_G, "aio", require "luaio") end   -- (main.c sets it too)
   local term = terminal.open(".luaio_history")
   if term.editing then
     io.write(core.version(), "  (aio is predefined; Ctrl-C cancels a line, Ctrl-D exits)\n")

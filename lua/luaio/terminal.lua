@@ -1,7 +1,7 @@
 -- luaio.terminal: lines typed by a person, for the prompt (repl.lua) and
 -- `luaio --attach` (attach.lua), over the luaio command's line reader
 -- (core.read_line and the history functions, src/lineread.c; a program
--- that is not the luaio command has none).
+-- that is not the luaio command has none: see read_in_thread).
 --
 --   local term = terminal.open(history_name [, env_suffix])   -- inside a task
 --     (history in ~/<history_name>, or $LUAIO_HISTORY<env_suffix>)
@@ -30,12 +30,20 @@ local function history_path(default_name, suffix)
   return home and home ~= "" and (home .. "/" .. default_name) or nil
 end
 
-function M.open(history_default, env_suffix)
-  if not core.read_line then
-    error("the prompt needs the luaio command's line reader (run `luaio`)", 2)
-  end
+-- Outside the luaio command (luaio.so, an embedder) there is no
+-- core.read_line: lines are then read by a thread of the pool (the loop still
+-- runs; no editing; a read cancelled still takes the next line).
+local function read_in_thread(prompt)
   local aio = require "luaio"
-  local self = setmetatable({ editing = core.line_editing() }, Terminal)
+  io.write(prompt or "")
+  io.flush()
+  return aio.to_thread(function() return io.read("l") end)
+end
+
+function M.open(history_default, env_suffix)
+  local aio = require "luaio"
+  local self = setmetatable({ editing = core.line_editing and core.line_editing() or false,
+                              read_line = core.read_line or read_in_thread }, Terminal)
   if self.editing and history_default then
     local path = history_path(history_default, env_suffix)
     if path then pcall(core.history_file, path, 1000) end
@@ -55,7 +63,7 @@ end
 
 function Terminal:read(prompt)
   local aio = require "luaio"
-  local t = aio.spawn(core.read_line, prompt)
+  local t = aio.spawn(self.read_line, prompt)
   t.name = "read_line"
   self.reader = t
   local ok, line = pcall(t.wait, t)
@@ -69,7 +77,7 @@ end
 function Terminal:busy(task) self.target = task end
 
 function Terminal:remember(text)
-  if text:find("%S") then core.add_history(text) end
+  if self.editing and text:find("%S") then core.add_history(text) end
 end
 
 function Terminal:close()
