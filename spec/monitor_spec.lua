@@ -188,6 +188,18 @@ describe("the monitor of a running program", function()
     assert.is_true(tonumber(kv.open_resources) >= 3)
   end)
 
+  it("talks to `luaio --attach PATH` (lines through a pipe: ps, where, a bad command)", function()
+    local _, ps = ask(sock, "ps")
+    local id = by_name(ps).sleeper.id
+    local r = aio.exec({ P.luaio_bin(), "--attach", sock }, { stdin = "ps\nwhere " .. id .. "\nbogus\n", timeout = 30 })
+    assert.equals(0, r.status, r.stderr)
+    assert.matches("^luaio monitor, pid %d+", r.stdout)
+    assert.matches("\n%d+\tsleeper\twaiting\tsleep until ", r.stdout)
+    assert.matches("task " .. id .. " sleeper %(waiting%)", r.stdout)
+    assert.is_truthy(r.stdout:find(script .. ":" .. line_of(CHILD, "@sleep"), 1, true), r.stdout)
+    assert.matches('error: unknown command "bogus"', r.stdout)
+  end)
+
   it("answers a bad command or id with an error line and keeps the connection", function()
     local _, a, b, c, d, e, help = ask(sock, "bogus", "where 99999", "where x", "cancel", "  ", "help")
     assert.same({ 'error: unknown command "bogus" (try help)' }, a)

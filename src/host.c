@@ -333,6 +333,18 @@ static int l_interrupted(lua_State *L) {
   return 1;
 }
 
+/* core.interrupt_lines(on) -> the SIGINTs that interrupted running code since
+** the last call. On: the prompt's mode (interrupt.c): a SIGINT interrupts the
+** Lua code running (a line that never yields), not the main task, even under
+** an on_signal handler, and never exits the process. */
+static int l_interrupt_lines(lua_State *L) {
+  luaio_host *h = luaio_upvalue_host(L);
+  h->intr.prompt = lua_toboolean(L, 1);
+  lua_pushinteger(L, h->intr.prompt_hits);
+  h->intr.prompt_hits = 0;
+  return 1;
+}
+
 static int l_get_debug(lua_State *L) {
   luaio_host *h = luaio_upvalue_host(L);
   lua_pushboolean(L, h->debug.on);
@@ -343,7 +355,8 @@ static int l_get_debug(lua_State *L) {
 void luaio_open_host(lua_State *L, luaio_host *h) {
   static const luaL_Reg funcs[] = {
     {"run", l_run}, {"run_virtual", l_run_virtual}, {"set_debug", l_set_debug}, {"get_debug", l_get_debug},
-    {"interrupted", l_interrupted}, {NULL, NULL}};
+    {"interrupted", l_interrupted},
+    {"interrupt_lines", l_interrupt_lines}, {NULL, NULL}};
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);
 }

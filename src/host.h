@@ -85,6 +85,8 @@ struct luaio_host {
     volatile sig_atomic_t report;        /* for the hook to report (watchdog) */
     volatile sig_atomic_t hook_armed;    /* a hook was set on `executing` */
     int delivered;                       /* the signal the hook raised in the main task */
+    int prompt;                          /* the prompt runs lines: SIGINT interrupts one (below) */
+    int prompt_hits;                     /* SIGINTs the hook raised for it (core.interrupt_lines) */
   } intr;
   int noyield;         /* coroutines resumed inside calls that cannot yield (coro.c) */
 

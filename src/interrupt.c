@@ -61,6 +61,14 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   int sig = h->intr.signal;
   if (sig) {
     h->intr.signal = 0;
+    if (sig == SIGINT && h->intr.prompt) {
+      /* the prompt's line (or what runs with it): interrupted where it is;
+      ** the prompt itself hears of it through its own handler */
+      if (h->current && h->current == h->main) return;
+      h->intr.prompt_hits++;
+      luaio_push_error(L, "CancelledError", NULL, "SIGINT");
+      lua_error(L);
+    }
     if (h->current && h->current == h->main && !h->sigint_seen) {
       /* what host.c's handler would do, done here: it will skip this one */
       h->sigint_seen = h->intr.delivered = sig;
@@ -86,8 +94,11 @@ static void on_os_signal(int signum) {
   }
   luaio_host *h = signal_host;
   /* (a worker's stop is graceful: its loop drains, nothing is interrupted) */
-  if (h && h->user_signal_handlers == 0 && !h->worker.on) {
-    if (signum == SIGINT) {
+  /* (the prompt keeps a SIGINT handler, and code that never yields can still
+  ** be interrupted there: core.interrupt_lines) */
+  int prompt = h && h->intr.prompt && signum == SIGINT;
+  if (h && (h->user_signal_handlers == 0 || prompt) && !h->worker.on) {
+    if (signum == SIGINT && !prompt) {
       int64_t now = monotonic_ms();
       if (last_sigint_ms && now - last_sigint_ms < 2000) _exit(130);
       last_sigint_ms = now;

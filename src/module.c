@@ -55,6 +55,8 @@
 ** get_debug()              host.c         -> on, slow_callback
 ** interrupted()            host.c         -> "SIGINT" | "SIGTERM" | nil: the signal that
 **                                         cancelled the main task
+** interrupt_lines(on)      host.c         -> SIGINTs delivered to running code since the last
+**                                         call; on: the prompt's mode (interrupt.c)
 ** version()                module.c       -> "luaio X (Lua 5.4.x, libuv Y)"   [aio.version]
 ** error(name, msg [, fields]) errors.c    -> a new luaio error object (not raised)
 **                                         [aio.new_error]
@@ -153,6 +155,11 @@
 **                                         one replaced), unref'd, its connections too
 ** rss()                    monitor.c      -> resident memory, bytes (nil without /proc)
 ** hooks                    host.c         the hooks table (registry h->hooks_ref), below
+** -- added by the luaio command only (main.c, lineread.c; not in libluaio/luaio.so):
+** read_line([prompt]) ⏸    lineread.c     -> a line of stdin | nil at EOF, the loop running;
+**                                         readline on a terminal (terminal.lua, repl.lua)
+** add_history(line), history_file(path [, max]), line_editing()  lineread.c  the
+**                                         prompt's history (file kept to max lines)
 ** (coro.c replaces coroutine.resume/wrap/close in place; not in core.)
 **
 ** hook (core.hooks.NAME)   called by      defined in lua/luaio/hooks.lua; contract

@@ -3,7 +3,7 @@
 # Usage: tools/deps.sh [extra packages...]
 set -euo pipefail
 want=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev lua-cjson lua-busted
-      libssl-dev zlib1g-dev openssl ca-certificates curl python3 "$@")
+      libssl-dev zlib1g-dev libreadline-dev openssl ca-certificates curl python3 "$@")
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

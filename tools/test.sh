@@ -9,8 +9,13 @@ cd "$(dirname "$0")/.."
 quick=0
 if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
 # valgrind: the C lifecycle test runs under memcheck; nginx, chromium and
-# python3-aiohttp: the HTTP specs' real peers (a reverse proxy, a browser, aiohttp)
-tools/deps.sh valgrind nginx chromium python3-aiohttp redis-server python3-redis python3-hiredis postgresql python3-asyncpg
+# python3-aiohttp: the HTTP specs' real peers (a reverse proxy, a browser, aiohttp);
+# redis-server, postgresql (and python3-redis/hiredis, python3-asyncpg as
+# cross-checking clients): the database clients' servers, started by the specs;
+# tmux: the prompt's terminal in its specs; luarocks: the rockspec's test;
+# man-db: the manual page's test (libreadline-dev, for the build: deps.sh's own)
+tools/deps.sh valgrind nginx chromium python3-aiohttp redis-server python3-redis python3-hiredis \
+  postgresql python3-asyncpg tmux luarocks man-db
 tools/build.sh
 (cd build && ctest --output-on-failure "$@")
 if [ $quick = 0 ]; then tools/hardening.sh; fi

@@ -23,6 +23,7 @@ install(require "luaio.combinators")       -- gather, wait_for, timeout, wait, .
 install(require "luaio.sync")              -- Lock, Semaphore, BoundedSemaphore, Event, Condition
 install(require "luaio.queue")             -- Queue, LifoQueue, PriorityQueue
 install(require "luaio.repl")              -- repl
+aio.pretty = require("luaio.pretty").pretty  -- (the prompt prints results with it)
 
 local resources = require "luaio.resources"
 aio._track, aio._untrack = resources.track, resources.untrack
