@@ -15,10 +15,11 @@ LUAIO_VALGRIND=1 valgrind --quiet --error-exitcode=3 --leak-check=full --errors-
   spec/http_client_spec.lua spec/system_spec.lua spec/hardening_spec.lua spec/tls_spec.lua \
   spec/guarantees_spec.lua spec/lifetime_spec.lua spec/nul_spec.lua spec/argcheck_spec.lua \
   spec/json_spec.lua spec/http_form_spec.lua spec/http_cookies_spec.lua spec/http_client_more_spec.lua \
-  spec/ws_frame_spec.lua spec/redis_spec.lua
+  spec/ws_frame_spec.lua spec/redis_spec.lua spec/pg_spec.lua spec/testing_spec.lua \
+  spec/process_stdio_spec.lua spec/monitor_spec.lua spec/debug_report_spec.lua
 echo "== fuzzing"
-# 40 s a target here (eight targets); FUZZ_SECONDS=3600 tools/fuzz.sh for a long run
-FUZZ_SECONDS=${FUZZ_SECONDS:-40} tools/fuzz.sh
+# 30 s a target here (nine targets); FUZZ_SECONDS=3600 tools/fuzz.sh for a long run
+FUZZ_SECONDS=${FUZZ_SECONDS:-30} tools/fuzz.sh
 echo "== load and soak"
 (
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
