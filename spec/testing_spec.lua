@@ -340,4 +340,14 @@ print(aio.run(function() return pcall(testing.advance, 1) end))
     assert.matches("^false\t.*testing.run cannot be called while a loop is running", lines[2])
     assert.matches("^false\t.*the clock is not virtual", lines[3])
   end)
+
+  stock_it("from stock lua5.4, required first (before luaio itself)", function()
+    local dir = S.luaio:gsub("luaio$", "")
+    local out, err, code = S.sh("lua5.4 -e " .. S.quote('package.cpath = "' .. dir .. '?.so;" .. package.cpath\n' .. [[
+local testing = require "luaio.testing"
+print(testing.run(function() local aio = require "luaio" aio.sleep(3600) return aio.now() end))
+]]))
+    assert.equals(0, code, err)
+    assert.equals("3600.0\n", out)
+  end)
 end)

@@ -1,5 +1,5 @@
 /*
-** module.c — luaopen_luaio: builds the native core table, registers it as
+** module.c — luaopen_luaio (and luaopen_luaio_testing): builds the native core table, registers it as
 ** the module "luaio.core", then runs the embedded Lua half (every .lua file
 ** under lua/luaio, compiled in; init.lua assembles and returns `aio`).
 **
@@ -326,5 +326,18 @@ int luaopen_luaio(lua_State *L) {
   ** how the Lua half is split into files (a spawn benchmark moved by 3 % on
   ** where the last cycle fell). */
   lua_gc(L, LUA_GCCOLLECT);
+  return 1;
+}
+
+/* require "luaio.testing" first thing from stock lua5.4: Lua's all-in-one
+** loader finds luaio.so under the name "luaio" and asks it for this entry
+** point. Load luaio (which preloads its Lua half), then the module itself. */
+int luaopen_luaio_testing(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luaio");
+  lua_call(L, 1, 0);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luaio.testing");
+  lua_call(L, 1, 1);
   return 1;
 }
