@@ -677,6 +677,13 @@ asyncio.run(main())
     assert.matches("Done", r.stdout)
   end)
 
+  it("is named by debug mode's report when left open, with the line that opened it", function()
+    local r = aio.exec({ P.luaio_bin(), "-e", ("aio.set_debug(true)\nlocal c = aio.pg.connect(%q)\n"
+      .. "local closed = aio.pg.connect(%q) closed:close()"):format(URL, URL) }, { timeout = 60 })
+    assert.equals(0, r.status, r.stderr)
+    assert.matches("left open at loop close:\n  PostgreSQL connection to 127%.0%.0%.1:%d+ %(created at %(command line%):2%)\n$", r.stderr)
+  end)
+
   -- last: these stop the server
   describe("the server killed and restarted", function()
     it("a backend killed mid-query: ConnectionError; the pool recovers after a restart", function()

@@ -71,6 +71,13 @@ describe("aio.redis against redis-server", function()
     if srv then srv:stop() end
   end)
 
+  it("is named by debug mode's report when left open, with the line that opened it", function()
+    local r = aio.exec({ P.luaio_bin(), "-e", ("aio.set_debug(true)\nlocal c = aio.redis.connect(%q)\n"
+      .. "local closed = aio.redis.connect(%q) closed:close()"):format(srv:url(), srv:url()) }, { timeout = 60 })
+    assert.equals(0, r.status, r.stderr)
+    assert.matches("left open at loop close:\n  Redis connection to 127%.0%.0%.1:%d+ %(created at %(command line%):2%)\n$", r.stderr)
+  end)
+
   it("RESP2 replies: status, integer, bulk, nil, arrays with holes, nested arrays, errors", function()
     assert.equals("OK", c:set("k", "v"))
     assert.equals("v", c:get("k"))

@@ -172,6 +172,7 @@ function M.connect(opts)
     broken(self, err)
     error(err, 0)
   end
+  resources.untrack(self.stream)     -- named as the connection, not as its stream
   resources.track(self, ("PostgreSQL connection to %s:%s"):format(opts.host, opts.port))
   return self
 end

@@ -16,6 +16,7 @@
 local core = require "luaio.core"
 local fifo_mod = require "luaio.fifo"
 local streams = require "luaio.streams"
+local resources = require "luaio.resources"
 
 local resp_command, need_task, suspend, wake = core.resp_command, core.need_task, core.suspend, core.wake
 local new_error, is_error, arg_error, type_name = core.error, core.is_error, core.arg_error, core.type_name
@@ -69,6 +70,7 @@ local function break_conn(self, reason)
     reason = conn_error(self, "connection closed after " .. tostring(reason), reason.code)
   end
   self.dead = reason
+  resources.untrack(self)
   self.stream:close()
   while wake_first(self.rq, self.rq, false) do end
   while wake_first(self.wq, self.wq, false) do end
@@ -322,6 +324,10 @@ function M.connect(cfg)
     self:close()
     error(err, 0)
   end
+  -- debug mode's report names the connection (with the line that opened
+  -- it), not the stream inside it
+  resources.untrack(s)
+  resources.track(self, "Redis connection to " .. cfg.where)
   return self
 end
 
