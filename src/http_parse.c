@@ -203,7 +203,11 @@ static int parse_headers(lua_State *L, cursor *c, int tidx, int is_request, int 
   head_facts f = {0};
   int count = 0;
   char name[256];
-  lua_newtable(L);                           /* headers */
+  /* sized for its fields at once (one per remaining line, the blank one
+  ** aside): growing key by key would rehash at 1, 2, 4, 8... */
+  int lines = 0;
+  for (const char *q = c->p; (q = memchr(q, '\n', (size_t)(c->end - q))) != NULL; q++) lines++;
+  lua_createtable(L, 0, lines > 1 ? (lines - 1 < MAX_HEADERS ? lines - 1 : MAX_HEADERS) : 0);   /* headers */
   int hidx = lua_gettop(L);
   for (;;) {
     const char *line;
