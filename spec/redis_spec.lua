@@ -360,6 +360,8 @@ describe("the pool", function()
 
   it("has the client's methods; max_connections is respected; waiting tasks are served in FIFO order", function()
     local pool <close> = aio.redis.pool { url = srv:url(), max_connections = 3 }
+    assert.equals(3, pool.max_connections)
+    assert.equals(10, aio.redis.pool(srv:url()).max_connections)      -- the default
     assert.equals("OK", pool:set("pk", "pv"))
     assert.equals("pv", pool:get("pk"))
     assert.equals("pv", pool:call("GET", "pk"))

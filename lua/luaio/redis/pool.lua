@@ -146,8 +146,8 @@ Pool.__index = function(_, k)
 end
 
 function M.new(cfg)
-  return setmetatable({ cfg = cfg, max = cfg.max_connections, count = 0, idle = {}, waiters = fifo_mod.new(),
-    handed = {}, closed = false }, Pool)   -- (every field set: a missing one would read as a command method)
+  return setmetatable({ cfg = cfg, max = cfg.max_connections, max_connections = cfg.max_connections, count = 0,
+    idle = {}, waiters = fifo_mod.new(), handed = {}, closed = false }, Pool)   -- (every field set: a missing one would read as a command method)
 end
 
 M.Pool = Pool
