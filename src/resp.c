@@ -212,13 +212,11 @@ static void push_redis_error(lua_State *L, const char *msg, size_t len) {
 static int decode(lua_State *L, cursor *c);
 
 static void decode_array(lua_State *L, cursor *c, int64_t n) {
-  lua_createtable(L, (int)n, 1);
+  lua_createtable(L, (int)n, 0);
   for (int64_t i = 1; i <= n; i++) {
     decode(L, c);
     lua_rawseti(L, -2, i);
   }
-  lua_pushinteger(L, n);
-  lua_setfield(L, -2, "n");
 }
 
 static void decode_map(lua_State *L, cursor *c, int64_t n) {

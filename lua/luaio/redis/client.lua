@@ -34,11 +34,9 @@ M.Client = Client
 -- come): HGETALL's flat RESP2 array becomes the field -> value table that
 -- RESP3 sends.
 local function pairs_to_map(v)
-  if type(v) ~= "table" or v.n == nil then return v end
+  if type(v) ~= "table" or v[1] == nil then return v end   -- a RESP3 map, or empty
   local m = {}
-  for i = 1, v.n, 2 do
-    if v[i] ~= nil then m[v[i]] = v[i + 1] end
-  end
+  for i = 1, #v, 2 do m[v[i]] = v[i + 1] end
   return m
 end
 M.reshape = { HGETALL = pairs_to_map }
@@ -140,7 +138,7 @@ M.read_reply = read_reply
 
 local function read_n(self, n)
   if not n then return read_reply(self) end
-  local out = { n = n }
+  local out = {}
   for i = 1, n do out[i] = read_reply(self) end
   return out
 end
@@ -236,7 +234,7 @@ function M.pipeline(self, fn, level)
   if type(fn) ~= "function" then arg_error(2, "function expected, got " .. type_name(fn), level + 1) end
   local p = setmetatable({ n = 0, cmds = {}, reshape = {} }, Recorder)
   fn(p)
-  if p.n == 0 then return { n = 0 } end
+  if p.n == 0 then return {} end
   check_usable(self, level + 1)
   send(self, me, concat(p.cmds))
   local out = receive(self, me, p.n)
