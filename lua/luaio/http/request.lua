@@ -27,6 +27,7 @@ local methods = {}
 -- fields computed on first use: most handlers never look
 local lazy = {
   query = function(req) return decode_query(rawget(req, "_query")) end,
+  params = function() return {} end,             -- (a static route's, or none matched)
   cookies = function(req)
     local h = req.headers.cookie
     return h and cookies().parse_cookie_header(h) or {}

@@ -112,15 +112,16 @@ end
 local find = App.find
 local function dispatch(app, req)
   local method, path = req.method, req.path
+  -- (a static route has no params: req.params is made on first use)
   local route, params_or_status, allow = app._static[path], nil, nil
-  if route and (not route.methods or route.methods[method]) then params_or_status = {}
-  else route, params_or_status, allow = find(app, method, path) end
-  if not route then
-    local status = params_or_status
-    req.params = {}
-    return fmt("%d %s\n", status, REASONS[status]), status, allow and { Allow = allow } or NO_HEADERS
+  if not route or (route.methods and not route.methods[method]) then
+    route, params_or_status, allow = find(app, method, path)
+    if not route then
+      local status = params_or_status
+      return fmt("%d %s\n", status, REASONS[status]), status, allow and { Allow = allow } or NO_HEADERS
+    end
+    if params_or_status then req.params = params_or_status end
   end
-  req.params = params_or_status
   local ok, b, st, hd = xpcall(request.run_handler, traceback_of, req, route)
   if not ok then return error_response(req, b) end
   return b, st, hd
