@@ -21,10 +21,9 @@
 #include <lualib.h>
 #include "readbuf.h"
 #include "pg_wire.h"
+#include "slicing.h"
 
 static lua_State *L;
-
-static void check(int ok) { if (!ok) abort(); }
 
 static uint32_t be32(const unsigned char *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -66,19 +65,6 @@ static int call_read(lua_State *L) {
   int n = luaio_pg_read(L, rb_now, rows_now ? 1 : 0, &need);
   check(n != RB_FAIL);
   return n < 0 ? 0 : n;
-}
-
-static void deliver(luaio_readbuf *b, const unsigned char *p, size_t n) {
-  while (n > 0) {
-    size_t room;
-    char *dst = luaio_rb_space(b, &room);
-    check(dst != NULL);
-    size_t k = n < room ? n : room;
-    memcpy(dst, p, k);
-    b->len += k;
-    p += k;
-    n -= k;
-  }
 }
 
 typedef struct {

@@ -17,42 +17,9 @@
 #include <lualib.h>
 #include "readbuf.h"
 #include "resp.h"
+#include "slicing.h"
 
 static lua_State *L;
-
-static void check(int ok) { if (!ok) abort(); }
-
-static uint32_t rng;
-static uint32_t next_rand(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 17;
-  rng ^= rng << 5;
-  return rng;
-}
-
-static size_t slice_len(size_t left, unsigned style) {
-  size_t n;
-  switch (style & 3) {
-    case 0: n = 1; break;
-    case 1: n = 1 + next_rand() % 16; break;
-    case 2: n = 1 + next_rand() % 4096; break;
-    default: n = next_rand() % 2 ? 1 + next_rand() % 8 : 1 + next_rand() % 70000; break;
-  }
-  return n < left ? n : left;
-}
-
-static void deliver(luaio_readbuf *b, const uint8_t *p, size_t n) {
-  while (n > 0) {
-    size_t room;
-    char *dst = luaio_rb_space(b, &room);
-    check(dst != NULL);
-    size_t k = n < room ? n : room;
-    memcpy(dst, p, k);
-    b->len += k;
-    p += k;
-    n -= k;
-  }
-}
 
 /* ---- serializing a value (deterministic: map keys sorted) ---------------- */
 
@@ -210,7 +177,7 @@ static void run(const uint8_t *p, size_t n, unsigned style, int sliced, outcomes
   }
   while (r == R_WAIT) {
     if (sliced && pos < n) {
-      size_t k = slice_len(n - pos, style);
+      size_t k = slice_len(pos, n - pos, style);
       deliver(&b, p + pos, k);
       pos += k;
     } else if (pos == n && !b.eof) {

@@ -22,47 +22,9 @@
 #include <lualib.h>
 #include "readbuf.h"
 #include "ws_frame.h"
+#include "slicing.h"
 
 static lua_State *L;
-
-static void check(int ok) { if (!ok) abort(); }
-
-/* ---- slicing and the buffer --------------------------------------------- */
-
-static uint32_t rng;
-static uint32_t next_rand(void) {       /* xorshift32: slice sizes from a seed in the input */
-  rng ^= rng << 13;
-  rng ^= rng >> 17;
-  rng ^= rng << 5;
-  return rng;
-}
-
-/* the next slice: tiny ones (byte by byte, up to 16) only over the first
-** 4 KiB, so that large built frames do not cost a read per byte */
-static size_t slice_len(size_t pos, size_t left, unsigned style) {
-  size_t n;
-  if (pos >= 4096 && (style & 3) < 2) style = 2;
-  switch (style & 3) {
-    case 0: n = 1; break;                              /* byte by byte */
-    case 1: n = 1 + next_rand() % 16; break;
-    case 2: n = 1 + next_rand() % 4096; break;
-    default: n = next_rand() % 2 ? 1 + next_rand() % 8 : 1 + next_rand() % 70000; break;
-  }
-  return n < left ? n : left;
-}
-
-static void deliver(luaio_readbuf *b, const unsigned char *p, size_t n) {
-  while (n > 0) {
-    size_t room;
-    char *dst = luaio_rb_space(b, &room);
-    check(dst != NULL);
-    size_t k = n < room ? n : room;
-    memcpy(dst, p, k);
-    b->len += k;
-    p += k;
-    n -= k;
-  }
-}
 
 /* ---- one read, as try_read makes it -------------------------------------- */
 

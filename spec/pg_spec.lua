@@ -9,19 +9,8 @@ local aio = require "luaio"
 local P = require "spec.lib.peers"
 local S = require "spec.lib.pg_server"
 
-local function raises(name, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "no error")
-  assert.is_true(aio.is_error(err, name), "expected " .. name .. ", got " .. tostring(err))
-  return err
-end
-
-local function bad_arg(pattern, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "no error")
-  assert.matches("bad argument", tostring(err))
-  assert.matches(pattern, tostring(err))
-end
+local expect = require "spec.lib.expect"
+local raises, bad_arg = expect.raises, expect.bad_arg
 
 -- poll until pred() is true (a guard against hangs, not a timing assertion)
 local function eventually(pred, what, sec)

@@ -8,12 +8,7 @@ local P = require "spec.lib.peers"
 
 local vit = function(name, body) return it(name, testing.it(body)) end
 
-local function raises(name, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok)
-  assert.is_true(aio.is_error(err, name), tostring(err))
-  return err
-end
+local raises = require("spec.lib.expect").raises
 
 describe("the virtual clock", function()
   vit("starts at 0; sleep(3600) returns at once with now() == 3600", function()

@@ -16,21 +16,8 @@ local MEASURE_RSS = not os.getenv("LUAIO_SANITIZED") and not os.getenv("LUAIO_VA
 local KiB, MiB = 1024, 1024 * 1024
 local spack, sunpack = string.pack, string.unpack
 
--- pcall(fn, ...) must fail with a luaio error `name`; -> the error
-local function raises(name, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "no error")
-  assert.is_true(aio.is_error(err, name), "expected " .. name .. ", got " .. tostring(err))
-  return err
-end
-
--- pcall(fn, ...) must fail with an argument error matching `pattern`
-local function bad_arg(pattern, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "no error")
-  assert.matches("bad argument", tostring(err))
-  assert.matches(pattern, tostring(err))
-end
+local expect = require "spec.lib.expect"
+local raises, bad_arg = expect.raises, expect.bad_arg
 
 -- a server for app's routes on 127.0.0.1; -> server, "ws://127.0.0.1:port"
 local function serve(app, opts)

@@ -30,12 +30,7 @@ app:route("/slow", function(req) aio.sleep(tonumber(req.query.s)) return "slow d
 app:listen("127.0.0.1", tonumber(arg[1])):serve_forever()
 ]])
 
-local function free_port()
-  local s = aio.start_server(function() end, "127.0.0.1", 0)
-  local port = s.port
-  s:close()
-  return port
-end
+local free_port = require("spec.lib.peers").free_port
 
 -- pids of the processes whose command line has `pattern` (a script path)
 local function pgrep(...)

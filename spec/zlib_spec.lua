@@ -49,12 +49,7 @@ local function python(code, stdin)
 end
 
 -- pcall(fn, ...) must fail with a luaio error `name`; returns it
-local function raises(name, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "no error")
-  assert.is_true(aio.is_error(err, name), tostring(err))
-  return err
-end
+local raises = require("spec.lib.expect").raises
 
 -- fn (a one-line function of this file) raises exactly `msg` at its line
 local function bad_arg(msg, fn)
