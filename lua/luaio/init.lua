@@ -22,8 +22,6 @@ aio.json = require "luaio.json"
 install(require "luaio.combinators")       -- gather, wait_for, timeout, wait, ..., _is_task
 install(require "luaio.sync")              -- Lock, Semaphore, BoundedSemaphore, Event, Condition
 install(require "luaio.queue")             -- Queue, LifoQueue, PriorityQueue
-install(require "luaio.repl")              -- repl
-aio.pretty = require("luaio.pretty").pretty  -- (the prompt prints results with it)
 
 local resources = require "luaio.resources"
 aio._track, aio._untrack = resources.track, resources.untrack
@@ -32,21 +30,26 @@ aio._track, aio._untrack = resources.track, resources.untrack
 for _, name in ipairs { "streams", "system" } do
   if package.preload["luaio." .. name] then install(require("luaio." .. name)) end
 end
--- aio.http and aio.websocket load on first use: most programs need neither,
--- and every host (an embedder may make many) would parse them at start
+-- These load on first use: most programs need few of them, and every host
+-- (an embedder may make many) would parse them all at start. A name maps to
+-- a module (the value is the module) or to {module, field}.
 local on_first_use = { http = "luaio.http", websocket = "luaio.websocket",
-                       redis = "luaio.redis", pg = "luaio.pg" }
+                       redis = "luaio.redis", pg = "luaio.pg",
+                       repl = { "luaio.repl", "repl" }, pretty = { "luaio.pretty", "pretty" },
+                       monitor = { "luaio.monitor", "monitor" } }   -- (LUAIO_MONITOR: main.c)
 setmetatable(aio, { __index = function(t, k)
-  local name = on_first_use[k]
+  local what = on_first_use[k]
+  local name, field = what, nil
+  if type(what) == "table" then name, field = what[1], what[2] end
   if name and package.preload[name] then
     local m = require(name)
+    if field then m = m[field] end
     rawset(t, k, m)
     return m
   end
 end })
 
 aio.worker = require("luaio.worker").info  -- (and hooks.worker_stop)
-aio.monitor = require("luaio.monitor").monitor   -- the task console (LUAIO_MONITOR: main.c)
 require "luaio.hooks"                      -- the hooks C calls by name
 
 local globals = require "luaio.globals"
