@@ -14,19 +14,8 @@ local R = require "spec.lib.redis_server"
 local MiB = 1024 * 1024
 local VALGRIND = os.getenv("LUAIO_VALGRIND")
 
-local function raises(name, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "no error")
-  assert.is_true(aio.is_error(err, name), "expected " .. name .. ", got " .. tostring(err))
-  return err
-end
-
-local function bad_arg(pattern, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "no error")
-  assert.matches("bad argument", tostring(err))
-  assert.matches(pattern, tostring(err))
-end
+local expect = require "spec.lib.expect"
+local raises, bad_arg = expect.raises, expect.bad_arg
 
 -- every byte value, n bytes
 local function bytes(n)
@@ -447,6 +436,12 @@ describe("the pool", function()
     assert.equals("PONG", pool:ping())
     bad_arg("#2 to 'set'", function() pool:set("k", {}) end)
     bad_arg("aio.redis.pool", aio.redis.pool, { max_connections = 0 })
+    -- a wrong self: the argument error, nothing sent
+    bad_arg("luaio.redis.Pool expected, got table", pool.get, {}, "k")
+    bad_arg("luaio.redis.Pool expected, got luaio.redis.Client", pool.call, plain, "GET", "k")
+    bad_arg("luaio.redis.Client expected, got luaio.redis.Pool", plain.get, pool, "k")
+    bad_arg("luaio.redis.Client expected, got string", plain.close, "x")
+    bad_arg("luaio.redis.Client expected, got nil", plain.subscribe, nil, "ch")
     pool:close()
     raises("ConnectionError", pool.ping, pool)
   end)

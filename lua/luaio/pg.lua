@@ -60,7 +60,7 @@ local function env_user()
 end
 
 -- url_or_opts -> the complete options; argument errors at `n` of the caller's caller
-function M.options(v, n)
+local function options(v, n)
   local o
   if type(v) == "string" then
     local why
@@ -100,7 +100,7 @@ function M.options(v, n)
 end
 
 -- opts -> a connection within opts.timeout
-function M.open(o)
+local function open(o)
   if o.timeout then
     local ok, c = pcall(combinators.timeout, o.timeout, conn.connect, o)
     if ok then return c end
@@ -115,15 +115,14 @@ end
 -- aio.pg.connect(url_or_opts) ⏸ -> Connection
 function M.connect(url_or_opts)
   need_task("aio.pg.connect")
-  return M.open(M.options(url_or_opts, 1))
+  return open(options(url_or_opts, 1))
 end
 
 -- aio.pg.pool(url_or_opts) -> Pool (connects on demand)
 function M.pool(url_or_opts)
-  return pool.new(M.options(url_or_opts, 1), M.open)
+  return pool.new(options(url_or_opts, 1), open)
 end
 
-M.quote_ident = require("luaio.pg.types").quote_ident
 M.parse_url = nil
 M._parse_url = parse_url
 return M

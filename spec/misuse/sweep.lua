@@ -232,6 +232,8 @@ local function reap(v)
 end
 
 progress("setup")
+-- the parts of aio that load on first use: loaded now, so that they are swept
+for _, k in ipairs { "http", "websocket", "redis", "pg", "repl", "pretty", "monitor" } do local _ = aio[k] end
 -- setup: data file, echo server, HTTP app server, foreign values
 do
   local f = assert(io.open(TMP .. "/data.txt", "w")) f:write("hello\n") f:close()
@@ -266,6 +268,12 @@ do
   E.http_port = E.http.port
   E.track(E.http, function(o) o:close() end)
 end
+E.closed_port = (function()                 -- a port nobody listens on
+  local s = aio.start_server(function() end, "127.0.0.1", 0)
+  local port = s.port
+  s:close()
+  return port
+end)()
 E.foreign_event = aio.Event()
 E.foreign_udp = E.track(aio.udp_bind("127.0.0.1", 0), function(o) o:close() end)
 E.foreign_udp_port = select(2, E.foreign_udp:sockname())
@@ -315,12 +323,17 @@ local WAITING_METHOD = { wait = 1, acquire = 1, run = 1, wait_for = 1, put = 1, 
   read_all = 1, write = 1, drain = 1, shutdown = 1, start_tls = 1, _start_tls = 1, _read_head = 1, _read_resp = 1,
   accept = 1, sendto = 1, recvfrom = 1, close = 1, __close = 1, seek = 1, listen = 1, request = 1,
   post = 1, patch = 1, delete = 1, head = 1, handle_connection = 1, json = 1, receive = 1,
-  send = 1, ping = 1, form = 1, comment = 1, respond = 1, sse = 1, _read_pg = 1 }
+  send = 1, ping = 1, form = 1, comment = 1, respond = 1, sse = 1, _read_pg = 1,
+  query = 1, execute = 1, transaction = 1, subscribe = 1, psubscribe = 1, pipeline = 1, call = 1 }
+-- types whose every other name is a server command (a Redis pool: pool:chunks is CHUNKS)
+local WAITING_TYPE = { RedisPool = true }
 local function may_wait(target)
   if WAITING[target] then return true end
   for _, p in ipairs(WAITING_PREFIX) do if target:find(p) then return true end end
   local m = target:match(":([%w_]+)$")
   if m and WAITING_METHOD[m] then return true end
+  local tname = target:match("^([%w_]+):")
+  if tname and WAITING_TYPE[tname] then return true end
   if target:find(":get$") then return true end
   return false
 end

@@ -223,6 +223,15 @@ function M.types(E)
     end,
     closer = "close", close = function(o) call(o, "close") end,
     args = { send = { "x" }, ping = { "p" }, close = { 1000, "bye" } } }
+  -- database pools (they connect on first use: to a port nobody listens on,
+  -- so every call that reaches the network gets a ConnectionError)
+  T.RedisPool = { make = function() return aio.redis.pool { port = E.closed_port, timeout = 2 } end,
+    close = function(o) call(o, "close") end, closer = "close",
+    args = { call = { "GET", "k" }, get = { "k" }, set = { "k", "v" }, pipeline = { function(p) p:get("k") end },
+             subscribe = { "ch" }, psubscribe = { "c*" } } }
+  T.PgPool = { make = function() return aio.pg.pool { port = E.closed_port, user = "x", timeout = 2 } end,
+    close = function(o) call(o, "close") end, closer = "close",
+    args = { query = { "SELECT 1" }, execute = { "SELECT 1" }, transaction = { function() end } } }
   T.Headers = { make = function() return aio.http.headers { a = "b" } end }
   T.Generator = nil   -- a generator is a plain function: swept through aio.generator
   T.Error = { make = function() return aio.new_error("X", "m") end }

@@ -29,6 +29,7 @@ local is_error, new_error, need_task, arg_error, type_name =
   core.is_error, core.error, core.need_task, core.arg_error, core.type_name
 local pcall, error, select, type, tostring = pcall, error, select, type, tostring
 local table_move, table_unpack, table_pack = table.move, table.unpack, table.pack
+local getmetatable = debug.getmetatable   -- the real metatable: __metatable cannot pass for ours
 
 local Conn = { __name = "aio.pg.Connection" }
 Conn.__index = Conn
@@ -484,7 +485,10 @@ function Conn:_healthy()
   return not self._broken
 end
 
-function Conn:closed() return self._broken ~= nil end
+function Conn:closed()
+  if getmetatable(self) ~= Conn then arg_error(1, "aio.pg.Connection expected, got " .. type_name(self)) end
+  return self._broken ~= nil
+end
 
 function Conn:close()
   if getmetatable(self) ~= Conn then arg_error(1, "aio.pg.Connection expected, got " .. type_name(self)) end
@@ -496,6 +500,7 @@ function Conn:close()
 end
 
 function Conn:release()
+  if getmetatable(self) ~= Conn then arg_error(1, "aio.pg.Connection expected, got " .. type_name(self)) end
   local pool = self._pool
   if pool then
     self._pool = nil
@@ -503,6 +508,6 @@ function Conn:release()
   end
 end
 
-Conn.__close = function(self) self:close() end
+Conn.__close = Conn.close
 
 return M

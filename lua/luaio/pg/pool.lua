@@ -12,6 +12,7 @@ local conn_mod = require "luaio.pg.conn"
 local need_task, arg_error, type_name, new_error = core.need_task, core.arg_error, core.type_name, core.error
 local pcall, error, select, table_pack, table_unpack = pcall, error, select, table.pack, table.unpack
 local Conn = conn_mod.Conn
+local getmetatable = debug.getmetatable   -- the real metatable: __metatable cannot pass for ours
 
 local Pool = { __name = "aio.pg.Pool" }
 Pool.__index = Pool
@@ -99,6 +100,7 @@ end
 
 -- connections open now (idle ones and those handed out)
 function Pool:size()
+  if getmetatable(self) ~= Pool then arg_error(1, "aio.pg.Pool expected, got " .. type_name(self)) end
   return #self._idle + (self.max_connections - self._sem:value())
 end
 

@@ -30,6 +30,9 @@ local M = {}
 local Client = { __name = "luaio.redis.Client" }
 M.Client = Client
 
+-- the real metatable: a __metatable field cannot make a table pass for ours
+local getmetatable, check_self = debug.getmetatable, require("luaio.check").check_self
+
 -- Replies the convenience methods reshape (call() returns them as they
 -- come): HGETALL's flat RESP2 array becomes the field -> value table that
 -- RESP3 sends.
@@ -201,6 +204,7 @@ M.roundtrip = roundtrip
 
 -- client:call(name, ...) ⏸ -> the reply, as it comes
 function Client:call(name, ...)
+  if getmetatable(self) ~= Client then check_self(self, Client) end
   if type(name) ~= "string" then arg_error(2, "string expected, got " .. type_name(name)) end
   return roundtrip(self, encode(2, 1, name, ...), 1)
 end
@@ -209,6 +213,7 @@ end
 -- an array with n (error replies stay in their slot as RedisError objects)
 local Recorder = { __name = "luaio.redis.Pipeline" }
 function Recorder:call(name, ...)
+  if getmetatable(self) ~= Recorder then check_self(self, Recorder) end
   if type(name) ~= "string" then arg_error(2, "string expected, got " .. type_name(name)) end
   local n = self.n + 1
   self.n, self.cmds[n] = n, encode(2, 1, name, ...)
@@ -220,6 +225,7 @@ Recorder.__index = function(_, k)
   if m or type(k) ~= "string" then return m end
   local cmd = k:upper()
   m = function(p, ...)
+    if getmetatable(p) ~= Recorder then check_self(p, Recorder) end
     local n = p.n + 1
     p.n, p.cmds[n] = n, encode(1, 1, cmd, ...)
     p.reshape[n] = M.reshape[cmd]
@@ -242,6 +248,7 @@ function M.pipeline(self, fn, level)
   return out
 end
 function Client:pipeline(fn)
+  if getmetatable(self) ~= Client then check_self(self, Client) end
   local out = M.pipeline(self, fn, 1)    -- (not a tail call: an argument error names 'pipeline')
   return out
 end
@@ -254,9 +261,15 @@ Client.__index = function(_, k)
   local cmd, reshape = k:upper(), nil
   reshape = M.reshape[cmd]
   if reshape then
-    m = function(self, ...) return reshape(roundtrip(self, encode(1, 1, cmd, ...), 1)) end
+    m = function(self, ...)
+      if getmetatable(self) ~= Client then check_self(self, Client) end
+      return reshape(roundtrip(self, encode(1, 1, cmd, ...), 1))
+    end
   else
-    m = function(self, ...) return roundtrip(self, encode(1, 1, cmd, ...), 1) end
+    m = function(self, ...)
+      if getmetatable(self) ~= Client then check_self(self, Client) end
+      return roundtrip(self, encode(1, 1, cmd, ...), 1)
+    end
   end
   command_methods[k] = m
   return m
@@ -265,6 +278,7 @@ M.command_methods = command_methods
 
 -- client:close(): idempotent; calls waiting on it raise ConnectionError
 function Client:close()
+  if getmetatable(self) ~= Client then check_self(self, Client) end
   if not self.closed then
     self.closed = true
     break_conn(self, conn_error(self, "the client is closed", "EBADF"))

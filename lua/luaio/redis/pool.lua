@@ -20,6 +20,8 @@ local type, error, pcall, rawget, setmetatable = type, error, pcall, rawget, set
 local M = {}
 
 local Pool = { __name = "luaio.redis.Pool" }
+-- the real metatable: a __metatable field cannot make a table pass for ours
+local getmetatable, check_self = debug.getmetatable, require("luaio.check").check_self
 
 local function closed_error(self)
   return new_error("ConnectionError", "Redis " .. self.cfg.where .. ": the pool is closed", { code = "EBADF" })
@@ -93,11 +95,13 @@ local function call_on(conn, data, reshape)
 end
 
 function Pool:call(name, ...)
+  if getmetatable(self) ~= Pool then check_self(self, Pool) end
   if type(name) ~= "string" then arg_error(2, "string expected, got " .. type_name(name)) end
   return with_conn(self, call_on, encode(2, 1, name, ...))
 end
 
 function Pool:pipeline(fn)
+  if getmetatable(self) ~= Pool then check_self(self, Pool) end
   if type(fn) ~= "function" then arg_error(2, "function expected, got " .. type_name(fn)) end
   return with_conn(self, client.pipeline, fn, 1)
 end
@@ -112,12 +116,21 @@ local function subscribe(self, method, ...)
   if not ok then conn:close() error(sub, 0) end
   return sub
 end
-function Pool:subscribe(...) local sub = subscribe(self, "subscribe", ...) return sub end
-function Pool:psubscribe(...) local sub = subscribe(self, "psubscribe", ...) return sub end
+function Pool:subscribe(...)
+  if getmetatable(self) ~= Pool then check_self(self, Pool) end
+  local sub = subscribe(self, "subscribe", ...)
+  return sub
+end
+function Pool:psubscribe(...)
+  if getmetatable(self) ~= Pool then check_self(self, Pool) end
+  local sub = subscribe(self, "psubscribe", ...)
+  return sub
+end
 
 -- pool:close(): idle connections closed now, lent ones when given back;
 -- waiting tasks and later calls raise ConnectionError
 function Pool:close()
+  if getmetatable(self) ~= Pool then check_self(self, Pool) end
   if self.closed then return end
   self.closed = true
   for i = #self.idle, 1, -1 do
@@ -131,6 +144,7 @@ Pool.__close = Pool.close
 
 -- pool:stats() -> {open=, idle=, waiting=}
 function Pool:stats()
+  if getmetatable(self) ~= Pool then check_self(self, Pool) end
   return { open = self.count, idle = #self.idle, waiting = self.waiters.last - self.waiters.first + 1 }
 end
 
@@ -140,7 +154,10 @@ Pool.__index = function(_, k)
   if m or type(k) ~= "string" or k:sub(1, 1) == "_" then return m end
   local cmd = k:upper()
   local reshape = reshapes[cmd]
-  m = function(self, ...) return with_conn(self, call_on, encode(1, 1, cmd, ...), reshape) end
+  m = function(self, ...)
+    if getmetatable(self) ~= Pool then check_self(self, Pool) end
+    return with_conn(self, call_on, encode(1, 1, cmd, ...), reshape)
+  end
   command_methods[k] = m
   return m
 end

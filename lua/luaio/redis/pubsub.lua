@@ -7,6 +7,7 @@
 -- RESP2 sends messages as arrays, RESP3 as pushes: both read the same.
 local core = require "luaio.core"
 local client = require "luaio.redis.client"
+local check_self = require("luaio.check").check_self
 
 local resp_command, need_task, new_error = core.resp_command, core.need_task, core.error
 local arg_error, type_name = core.arg_error, core.type_name
@@ -143,8 +144,16 @@ local function subscribe(self, cmd, ...)
   return sub
 end
 
-function Client:subscribe(...) local sub = subscribe(self, "SUBSCRIBE", ...) return sub end
-function Client:psubscribe(...) local sub = subscribe(self, "PSUBSCRIBE", ...) return sub end
+function Client:subscribe(...)
+  if debug.getmetatable(self) ~= Client then check_self(self, Client) end
+  local sub = subscribe(self, "SUBSCRIBE", ...)
+  return sub
+end
+function Client:psubscribe(...)
+  if debug.getmetatable(self) ~= Client then check_self(self, Client) end
+  local sub = subscribe(self, "PSUBSCRIBE", ...)
+  return sub
+end
 
 M.Subscription = Sub
 return M
