@@ -89,6 +89,8 @@ int luaio_is_task_thread(lua_State *co);   /* co is a pending task's own corouti
 /* Cancel t with the message at msg_idx of L (0: "cancelled"); 0 if t ended. */
 int luaio_cancel(lua_State *L, luaio_task *t, int msg_idx);
 void luaio_open_sched(lua_State *L, luaio_host *h);
+/* t is parked by core.suspend on owner: core.wake(t, owner) would wake it */
+int luaio_parked_on(const luaio_task *t, const void *owner);
 /* Public: luaio_current, luaio_need_task, luaio_await, luaio_wake,
 ** luaio_wake_error, luaio_spawn (include/luaio.h). */
 
@@ -214,6 +216,7 @@ void luaio_open_ws(lua_State *L, luaio_host *h);      /* ws_frame.c */
 void luaio_open_monitor(lua_State *L, luaio_host *h); /* monitor.c */
 void luaio_open_resp(lua_State *L, luaio_host *h);    /* resp.c */
 void luaio_open_digest(lua_State *L, luaio_host *h);  /* digest.c */
+void luaio_open_queue(lua_State *L, luaio_host *h);   /* queue.c */
 void luaio_thread_host_gone(void);
 
 /* module.c: embedded Lua sources */

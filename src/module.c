@@ -57,6 +57,20 @@
 **                                         cancelled the main task
 ** interrupt_lines(on)      host.c         -> SIGINTs delivered to running code since the last
 **                                         call; on: the prompt's mode (interrupt.c)
+** queue_new(self, kind, maxsize) queue.c -> core, getters, putters: the native core of
+**                                         a Queue ("fifo"), LifoQueue ("lifo") or
+**                                         PriorityQueue ("heap": items kept in Lua)
+** queue_methods(core, Queue, wait_put, wait_get) queue.c -> the queue's own put, get
+**                                         (C closures; waiting calls back into Lua)
+** queue_state(core)        queue.c        -> items queued, unfinished, shut down
+** queue_put_now(core, x), queue_get_now(core) -> x   queue.c   put_nowait/get_nowait
+** queue_admit, queue_added, queue_admit_take, queue_taken (core)   queue.c
+**                                         a PriorityQueue's checks and counts around
+**                                         its own store
+** queue_wait(core, "get"|"put", task), queue_abandon(core, which, task)   queue.c
+**                                         join a waiter list; leave it when cancelled
+** queue_task_done(core) -> all done; queue_shutdown(core, immediate) -> all done;
+** queue_wake_all(core)     queue.c        the waiters of a queue shut down
 ** version()                module.c       -> "luaio X (Lua 5.4.x, libuv Y)"   [aio.version]
 ** error(name, msg [, fields]) errors.c    -> a new luaio error object (not raised)
 **                                         [aio.new_error]
@@ -279,7 +293,7 @@ static void (*const subsystems[])(lua_State *L, luaio_host *h) = {
   luaio_open_process, luaio_open_signal, luaio_open_thread, luaio_open_http_parse,
   luaio_open_tls, luaio_open_json, luaio_open_zlib, luaio_open_ws, luaio_worker_open,
   luaio_open_waitinfo, luaio_open_track, luaio_open_monitor,
-  luaio_open_resp, luaio_open_digest,
+  luaio_open_resp, luaio_open_digest, luaio_open_queue,
 };
 
 int luaopen_luaio(lua_State *L) {

@@ -454,10 +454,13 @@ static int l_suspend(lua_State *L) {
   return yield_marked(L, 0, suspend_k);
 }
 
+int luaio_parked_on(const luaio_task *t, const void *owner) {
+  return t->state == TASK_WAITING && !(t->flags & TF_NATIVE_WAIT) && t->owner == owner && owner != NULL;
+}
+
 static int l_wake(lua_State *L) {
   luaio_task *t = luaio_task_check(L, 1);
-  const void *owner = lua_topointer(L, 2);
-  if (t->state != TASK_WAITING || (t->flags & TF_NATIVE_WAIT) || t->owner != owner || owner == NULL) {
+  if (!luaio_parked_on(t, lua_topointer(L, 2))) {
     lua_pushboolean(L, 0);
     return 1;
   }

@@ -26,9 +26,9 @@ local M = {}
 local function name_of(obj)
   local mt = getmetatable(obj)
   local name = type(mt) == "table" and type(rawget(mt, "__name")) == "string" and mt.__name or type(obj)
-  if type(obj) == "table" and type(rawget(obj, "_n")) == "number" and rawget(obj, "_maxsize") then
-    local max = obj._maxsize
-    return format("%s, %d item%s%s", name, obj._n, obj._n == 1 and "" or "s", max > 0 and ("/" .. max) or "")
+  if name == "luaio.Queue" and type(obj) == "table" and type(rawget(obj, "_core")) == "userdata" then
+    local n, max = obj:qsize(), obj:maxsize()
+    return format("%s, %d item%s%s", name, n, n == 1 and "" or "s", max > 0 and ("/" .. max) or "")
   end
   return name
 end
