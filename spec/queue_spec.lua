@@ -123,6 +123,89 @@ describe("Queue", function()
     assert.equals(1, q:get())
   end)
 
+  it("keeps FIFO order while the ring wraps around and grows", function()
+    for _, maxsize in ipairs { 0, 3000 } do      -- unbounded; bounded beyond the first ring
+      local q, nxt, want = aio.Queue(maxsize), 1, 1
+      for round = 1, 6 do
+        for _ = 1, 7 * round do q:put_nowait(nxt) nxt = nxt + 1 end
+        for _ = 1, 3 * round do assert.equals(want, q:get_nowait()) want = want + 1 end
+      end
+      for _ = 1, 2000 do q:put(nxt) nxt = nxt + 1 end
+      assert.equals(nxt - want, q:qsize())
+      while not q:empty() do assert.equals(want, q:get()) want = want + 1 end
+      assert.equals(nxt, want)
+    end
+  end)
+
+  it("stores any value, false and nil too", function()
+    local q = aio.Queue(3)
+    q:put(false) q:put(nil) q:put_nowait("x")
+    assert.equals(3, q:qsize())
+    assert.same({ false, nil, "x" }, { q:get(), q:get_nowait(), q:get() })
+  end)
+
+  it("keeps no reference to an item taken", function()
+    local q, lq = aio.Queue(), aio.LifoQueue()
+    local seen = setmetatable({}, { __mode = "k" })
+    for _, queue in ipairs { q, lq } do
+      local item = {}
+      seen[item] = true
+      queue:put(item)
+      assert.equals(item, queue:get())
+    end
+    collectgarbage() collectgarbage()
+    assert.is_nil(next(seen))
+  end)
+
+  it("wakes waiting getters in the order they came", function()
+    local q, got = aio.Queue(), {}
+    local getters = {}
+    for i = 1, 3 do getters[i] = aio.spawn(function()
+      local x = q:get()
+      got[#got + 1] = { i, x }
+    end) end
+    aio.sleep(0)
+    for x = 1, 3 do q:put(x * 10) end
+    aio.gather(getters)
+    assert.same({ { 1, 10 }, { 2, 20 }, { 3, 30 } }, got)
+  end)
+
+  it("a cancelled putter passes the room on", function()
+    local q = aio.Queue(1)
+    q:put("first")
+    local a = aio.spawn(function() q:put("a") end)
+    local b = aio.spawn(function() q:put("b") end)
+    aio.sleep(0)
+    assert.equals("first", q:get_nowait())   -- wakes a
+    a:cancel()                                -- before a runs
+    b:wait()
+    assert.is_true(a:cancelled())
+    assert.equals("b", q:get_nowait())
+    assert.is_true(q:empty())
+  end)
+
+  it("put with a timeout", function()
+    local q = aio.Queue(1)
+    q:put(1)
+    local ok, err = pcall(aio.timeout, 0.02, q.put, q, 2)
+    assert.is_false(ok)
+    assert.is_true(aio.is_error(err, "TimeoutError"))
+    assert.equals(1, q:qsize())
+    assert.equals(1, q:get())
+    q:put_nowait(3)                           -- no stale putter took the room
+    assert.same({ 3 }, { q:get_nowait() })
+  end)
+
+  it("put and get called with another queue as self act on that one", function()
+    local q1, q2 = aio.Queue(), aio.LifoQueue()
+    q1.put(q2, "x")
+    assert.equals(0, q1:qsize())
+    assert.equals("x", q1.get(q2))
+    local ok, err = pcall(q1.get, aio.Lock())
+    assert.is_false(ok)
+    assert.matches("luaio.Queue expected, got luaio.Lock", err)
+  end)
+
   it("rejects a bad maxsize", function()
     assert.has_error(function() aio.Queue("big") end)
   end)
@@ -200,6 +283,16 @@ describe("PriorityQueue and LifoQueue", function()
     assert.equals(0, q:qsize())
     q:join()
     local ok, err = pcall(q.get_nowait, q)
+    assert.is_true(aio.is_error(err, "QueueShutDown"))
+  end)
+
+  it("shutdown(true) on a LifoQueue drops every item", function()
+    local q = aio.LifoQueue()
+    for i = 1, 100 do q:put(i) end
+    q:shutdown(true)
+    assert.equals(0, q:qsize())
+    q:join()
+    local ok, err = pcall(q.get, q)
     assert.is_true(aio.is_error(err, "QueueShutDown"))
   end)
 

@@ -5,8 +5,9 @@
 **
 ** A core (userdata) holds a queue's counts (items queued, unfinished,
 ** maxsize, shut down) and its two lists of waiting tasks. A FIFO or LIFO
-** queue keeps its items in it too: in a table used at slots 1..cap only,
-** so they stay in its array part (ever-growing indices would rehash). Their
+** queue keeps its items in it too, in a table: a ring at slots 1..cap, a
+** stack at 1..n, so they stay in its array part (ever-growing indices
+** would rehash, and a slot set to nil is a slow path of Lua's own). Their
 ** put and get are C closures (queue_methods): the common case — room to
 ** put, an item to get — is one C call. Waiting goes to queue.lua, which
 ** suspends on a waiter list's table (the owner core.wake checks) and comes
@@ -260,7 +261,7 @@ static int other_self(lua_State *L, const char *name) {
 static int put_method(lua_State *L) {
   queue_core *q = lua_touserdata(L, lua_upvalueindex(UP_CORE));
   if (lua_topointer(L, 1) != q->self) return other_self(L, "put");
-  lua_settop(L, 2);
+  if (lua_gettop(L) != 2) lua_settop(L, 2);       /* x on top */
   if (has_room(q)) {
     store(L, q, lua_upvalueindex(UP_ITEMS));
     added(L, q, lua_upvalueindex(UP_CORE));
@@ -358,8 +359,9 @@ static int l_shutdown(lua_State *L) {
   q->shutdown = 1;
   if (lua_toboolean(L, 2)) {
     if (q->kind != KIND_HEAP) {
+      lua_Integer last = q->kind == KIND_LIFO ? q->n : q->cap;   /* a stack has no cap */
       lua_getiuservalue(L, 1, UV_ITEMS);
-      for (lua_Integer i = 1; i <= q->cap; i++) {
+      for (lua_Integer i = 1; i <= last; i++) {
         lua_pushnil(L);
         lua_rawseti(L, -2, i);
       }
