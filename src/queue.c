@@ -24,6 +24,7 @@
 #include "task.h"
 
 #define CORE_MT "luaio.queue_core"
+#define CORE_MAGIC 0x51554555u   /* "QUEU" */
 enum { UV_ITEMS = 1, UV_GETTERS = 2, UV_PUTTERS = 3 };
 enum { KIND_FIFO, KIND_LIFO, KIND_HEAP };
 enum { FIRST_RING_CAP = 16, MAX_PRESIZED_CAP = 1024 };
@@ -31,6 +32,7 @@ enum { FIRST_RING_CAP = 16, MAX_PRESIZED_CAP = 1024 };
 typedef struct { lua_Integer first, last; } waiter_list;
 
 typedef struct {
+  uint32_t magic;            /* CORE_MAGIC */
   const void *self;          /* the queue table: put/get's identity check */
   lua_Integer n;             /* items queued */
   lua_Integer unfinished;    /* put and not yet task_done */
@@ -40,8 +42,11 @@ typedef struct {
   waiter_list getters, putters;
 } queue_core;
 
+/* the core at idx (queue.lua's waiting calls these: no lookup by name) */
 static queue_core *check_core(lua_State *L, int idx) {
-  return luaio_checkudata(L, idx, CORE_MT);
+  queue_core *q = lua_type(L, idx) == LUA_TUSERDATA ? lua_touserdata(L, idx) : NULL;
+  if (!q || lua_rawlen(L, idx) != sizeof *q || q->magic != CORE_MAGIC) luaio_typeerror(L, idx, CORE_MT);
+  return q;
 }
 
 static int has_room(const queue_core *q) {
@@ -224,23 +229,14 @@ static int l_taken(lua_State *L) {
 
 /* ---- put and get: C closures, one per queue ---------------------------- */
 
-/* The continuation of a call to queue.lua: its results. */
+/* The continuation of a call to another queue's own method: its results. */
 static int call_results(lua_State *L, int status, lua_KContext ctx) {
   (void)status; (void)ctx;
   return lua_gettop(L);
 }
 
-/* Call upvalue `fn` with the arguments on the stack; it may suspend. */
-static int call_upvalue(lua_State *L, int fn) {
-  int nargs = lua_gettop(L);
-  lua_pushvalue(L, lua_upvalueindex(fn));
-  lua_insert(L, 1);
-  lua_callk(L, nargs, LUA_MULTRET, 0, call_results);
-  return call_results(L, LUA_OK, 0);
-}
-
 /* Upvalues of put and get: 1 the core, 2 its items, 3 the Queue metatable,
-** 4 queue.lua's way to wait (self, core[, x]). */
+** 4 queue.lua's wait for room / for an item: wait(self, core, task). */
 enum { UP_CORE = 1, UP_ITEMS, UP_QUEUE_MT, UP_WAIT };
 
 /* put or get called with another self: another queue's own method, or a
@@ -257,6 +253,29 @@ static int other_self(lua_State *L, const char *name) {
   return call_results(L, LUA_OK, 0);
 }
 
+/* Suspend in queue.lua's wait (upvalue UP_WAIT) until k may go ahead: the
+** running task joins a waiter list there, and leaves it when cancelled. */
+static int wait_then(lua_State *L, const char *fname, lua_KFunction k) {
+  luaio_task *me = luaio_need_task(L, fname);
+  lua_pushvalue(L, lua_upvalueindex(UP_WAIT));
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(UP_CORE));
+  luaio_task_push(L, me);
+  lua_callk(L, 3, 0, 0, k);
+  return k(L, LUA_OK, 0);
+}
+
+/* after waiting: x (at 2) goes in, or the put raises */
+static int put_after_wait(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  queue_core *q = lua_touserdata(L, lua_upvalueindex(UP_CORE));
+  admit(L, q);
+  lua_settop(L, 2);
+  store(L, q, lua_upvalueindex(UP_ITEMS));
+  added(L, q, lua_upvalueindex(UP_CORE));
+  return 0;
+}
+
 /* put(self, x) ⏸ */
 static int put_method(lua_State *L) {
   queue_core *q = lua_touserdata(L, lua_upvalueindex(UP_CORE));
@@ -268,26 +287,31 @@ static int put_method(lua_State *L) {
     return 0;
   }
   if (q->shutdown) return raise_shut(L, "the queue is shut down");
-  luaio_need_task(L, "queue:put");
-  lua_pushvalue(L, lua_upvalueindex(UP_CORE));
-  lua_insert(L, 2);                                /* self, core, x */
-  return call_upvalue(L, UP_WAIT);
+  return wait_then(L, "queue:put", put_after_wait);
+}
+
+/* Push the next item, taken out, and wake a putter: there is an item. */
+static int take_next(lua_State *L, queue_core *q) {
+  take(L, q, lua_upvalueindex(UP_ITEMS));
+  if (q->putters.first <= q->putters.last) wake_first(L, q, lua_upvalueindex(UP_CORE), UV_PUTTERS);
+  return 1;
+}
+
+/* after waiting: the next item, or the get raises (shut down and empty) */
+static int get_after_wait(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  queue_core *q = lua_touserdata(L, lua_upvalueindex(UP_CORE));
+  admit_take(L, q);
+  return take_next(L, q);
 }
 
 /* get(self) ⏸ -> x */
 static int get_method(lua_State *L) {
   queue_core *q = lua_touserdata(L, lua_upvalueindex(UP_CORE));
   if (lua_topointer(L, 1) != q->self) return other_self(L, "get");
-  if (q->n > 0) {
-    take(L, q, lua_upvalueindex(UP_ITEMS));
-    if (q->putters.first <= q->putters.last) wake_first(L, q, lua_upvalueindex(UP_CORE), UV_PUTTERS);
-    return 1;
-  }
+  if (q->n > 0) return take_next(L, q);
   if (q->shutdown) return raise_shut(L, "the queue is shut down and empty");
-  luaio_need_task(L, "queue:get");
-  lua_settop(L, 1);
-  lua_pushvalue(L, lua_upvalueindex(UP_CORE));     /* self, core */
-  return call_upvalue(L, UP_WAIT);
+  return wait_then(L, "queue:get", get_after_wait);
 }
 
 /* queue_methods(core, Queue, wait_put, wait_get) -> put, get: the queue's
@@ -318,7 +342,7 @@ static int l_new(lua_State *L) {
   int kind = luaio_checkoption(L, 2, NULL, kinds);
   lua_Number maxsize = luaio_checknumber(L, 3);
   queue_core *q = lua_newuserdatauv(L, sizeof *q, 3);
-  *q = (queue_core){ .self = lua_topointer(L, 1), .maxsize = maxsize, .kind = kind,
+  *q = (queue_core){ .magic = CORE_MAGIC, .self = lua_topointer(L, 1), .maxsize = maxsize, .kind = kind,
                      .cap = FIRST_RING_CAP, .getters = {1, 0}, .putters = {1, 0} };
   while (q->cap < maxsize && q->cap < MAX_PRESIZED_CAP) q->cap *= 2;
   luaL_setmetatable(L, CORE_MT);

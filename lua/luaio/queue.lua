@@ -133,7 +133,8 @@ local function wait_turn(self, qc, me, which, list, what)
   end
 end
 
--- until there is room, or the queue is shut down (the put raises then)
+-- until there is room, or the queue is shut down (the put raises then);
+-- the native put comes here when it must wait, wait_item likewise for get
 local function wait_room(self, qc, me)
   local max = self._maxsize
   while true do
@@ -151,18 +152,6 @@ local function wait_item(self, qc, me)
   until n > 0 or shut
 end
 
--- The native put and get come here when they must wait (they checked
--- that the caller is a task that may).
-local function put_waiting(self, qc, x)
-  wait_room(self, qc, need_task("queue:put"))
-  queue_put_now(qc, x)
-end
-
-local function get_waiting(self, qc)
-  wait_item(self, qc, need_task("queue:get"))
-  return queue_get_now(qc)
-end
-
 local function make(maxsize, kind)
   local q = setmetatable({ _maxsize = maxsize, _joined = nil }, Queue)
   q._core, q._getters, q._putters = queue_new(q, kind, maxsize)
@@ -171,7 +160,7 @@ local function make(maxsize, kind)
   else
     -- the queue's own put and get: Queue.put and Queue.get, reached
     -- through the metatable with another self, go to that queue's own
-    q.put, q.get = queue_methods(q._core, Queue, put_waiting, get_waiting)
+    q.put, q.get = queue_methods(q._core, Queue, wait_room, wait_item)
   end
   return q
 end
