@@ -170,6 +170,35 @@ describe("Queue", function()
     assert.same({ { 1, 10 }, { 2, 20 }, { 3, 30 } }, got)
   end)
 
+  it("a getter cancelled while waiting leaves the line; the others keep their order", function()
+    local q, got = aio.Queue(), {}
+    local getters = {}
+    for i = 1, 3 do
+      getters[i] = aio.spawn(function()
+        local x = q:get()
+        got[#got + 1] = { i, x }
+      end)
+    end
+    aio.sleep(0)
+    getters[2]:cancel()
+    aio.sleep(0)
+    q:put("x") q:put("y")
+    aio.gather({ getters[1], getters[3] })
+    assert.is_true(getters[2]:cancelled())
+    assert.same({ { 1, "x" }, { 3, "y" } }, got)
+    assert.is_nil(next(q._getters))
+  end)
+
+  it("the native core refuses what is not a queue's core", function()
+    local core = require "luaio.core"
+    local ok, err = pcall(core.queue_state, {})
+    assert.is_false(ok)
+    assert.matches("luaio.queue_core expected, got table", err)
+    ok, err = pcall(core.queue_wait, aio.Queue()._core, "peek", aio.current_task())
+    assert.is_false(ok)
+    assert.matches("invalid option 'peek'", err)
+  end)
+
   it("a cancelled putter passes the room on", function()
     local q = aio.Queue(1)
     q:put("first")

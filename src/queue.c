@@ -105,6 +105,7 @@ static int l_abandon(lua_State *L) {
   queue_core *q = check_core(L, 1);
   int uv = list_arg(L, 2);
   waiter_list *w = list_of(q, uv);
+  lua_settop(L, 3);
   lua_getiuservalue(L, 1, uv);                     /* 4: list */
   for (lua_Integer i = w->first; i <= w->last; i++) {
     lua_rawgeti(L, 4, i);
@@ -119,6 +120,7 @@ static int l_abandon(lua_State *L) {
     lua_rawseti(L, 4, w->last--);
     break;
   }
+  if (w->first > w->last) w->first = 1, w->last = 0;
   int something = uv == UV_GETTERS ? q->n > 0 || q->shutdown : has_room(q) || q->shutdown;
   if (something) wake_first(L, q, 1, uv);
   return 0;

@@ -1,4 +1,4 @@
--- FIFO of waiting tasks, shared by sync.lua and queue.lua:
+-- FIFO of waiting tasks, shared by sync.lua and the Redis client (queue.c keeps its own):
 -- { first, last, [i] = task }.
 --
 -- An abandoned wait: a waiting method whose suspend ended by an error (a

@@ -144,7 +144,8 @@ local function wait_room(self, qc, me)
   end
 end
 
--- until there is an item, or the queue is shut down (the get raises then)
+-- (called with none queued) until there is an item, or the queue is shut
+-- down (the get raises then)
 local function wait_item(self, qc, me)
   repeat
     wait_turn(self, qc, me, "get", self._getters, "queue get")
