@@ -499,5 +499,6 @@ void luaio_open_sched(lua_State *L, luaio_host *h) {
   luaio_open_timers(L, h);
   luaio_open_vclock(L, h);
   luaio_open_task(L, h);
+  luaio_open_gather(L);
   luaio_wait_kind(h, LUAIO_WAIT_KEY(sleep_cancel), describe_sleep);
 }
