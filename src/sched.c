@@ -212,7 +212,9 @@ void luaio_sched_free(luaio_host *h) {
 
 /* ---- suspend / resume: the native protocol ----------------------------- */
 
-static int await_k(lua_State *L, int status, lua_KContext base) {
+/* ctx: the waiting call's own context when it gave a continuation k (the
+** Task keeps k only), else its stack base for counting the wake values. */
+static int await_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   luaio_task *t = running;
   lua_KFunction k = t->k;
@@ -221,8 +223,8 @@ static int await_k(lua_State *L, int status, lua_KContext base) {
     t->flags &= ~TF_RAISE;
     return lua_error(L);
   }
-  if (k) return k(L, LUA_YIELD, t->kctx);
-  return lua_gettop(L) - (int)base;
+  if (k) return k(L, LUA_YIELD, ctx);
+  return lua_gettop(L) - (int)ctx;
 }
 
 /* Whether the running task may suspend from L: not inside a C call that
@@ -309,8 +311,7 @@ int luaio_await(lua_State *L, luaio_cancel_fn on_cancel, void *data,
   t->on_cancel = on_cancel;
   t->cancel_data = data;
   t->k = k;
-  t->kctx = ctx;
-  return yield_marked(L, lua_gettop(L), await_k);
+  return yield_marked(L, k ? ctx : lua_gettop(L), await_k);
 }
 
 void luaio_wake(luaio_task *t, int n) {
