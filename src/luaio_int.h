@@ -63,8 +63,7 @@ struct luaio_task {
     void *cancel_data;         /* native wait (TF_NATIVE_WAIT): on_cancel's argument */
     const void *owner;         /* Lua-level wait: what it waits on */
   };
-  lua_KFunction k;             /* continuation of the native wait */
-  lua_KContext kctx;
+  lua_KFunction k;             /* continuation of the native wait (its context rides the yield) */
   uint32_t id;
   int nargs;                   /* values pushed on co for the next resume */
   uint16_t cancels;            /* cancellation requests not yet uncancelled */

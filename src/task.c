@@ -228,6 +228,11 @@ void luaio_task_call_callback(lua_State *L) {
 ** Task, or call a function with the task. */
 static void run_callback(lua_State *L, luaio_task *t, int ti) {
   if (lua_type(L, -1) == LUA_TUSERDATA) {
+    if (luaio_is_latch(lua_touserdata(L, -1))) {
+      luaio_latch_fire(L, t, ti);
+      lua_pop(L, 1);
+      return;
+    }
     luaio_task *w = lua_touserdata(L, -1);
     if (w->state == TASK_WAITING && !(w->flags & TF_NATIVE_WAIT) && w->owner == t) { w->owner = NULL; luaio_ready(w); }
     lua_pop(L, 1);

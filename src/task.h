@@ -67,4 +67,10 @@ void luaio_task_where(lua_State *L, luaio_task *t);
 int luaio_wait_task(lua_State *L, luaio_task *self, luaio_task *t, lua_KFunction k);
 void luaio_open_task(lua_State *L, luaio_host *h);
 
+/* gather.c: aio.gather's latch, a done callback settled in C. Whether the
+** userdata block p is one; note that t (at ti) ended, the latch at -1. */
+int luaio_is_latch(void *p);
+void luaio_latch_fire(lua_State *L, luaio_task *t, int ti);
+void luaio_open_gather(lua_State *L);
+
 #endif

@@ -18,6 +18,7 @@ local need_task, current_task = core.need_task, core.current_task
 local arg_error, type_name = core.arg_error, core.type_name
 
 local is_task = core.is_task
+local gather_latch, gather_state, gather_results = core.gather_latch, core.gather_state, core.gather_results
 
 local M = {}   -- the public names: aio.gather, aio.wait_for, ...
 
@@ -99,43 +100,23 @@ function M.gather(list, opts)
   opts = check_opts(opts, 2)
   local me = need_task("aio.gather")
   local tasks = start_items(list, n)
-  local return_exceptions = opts.return_exceptions
-  local results = { n = n }
-  local pending, first_bad = 0, nil
-  local function on_done(t)
-    pending = pending - 1
-    if T_status(t) ~= "done" then
-      T_error(t)                         -- retrieved: gather reports it
-      if not return_exceptions and not first_bad then first_bad = t end
-    end
-    if pending == 0 or first_bad then wake(me, results) end
-  end
-  for i = 1, n do
-    local t = tasks[i]
-    if T_done(t) then
-      if T_status(t) ~= "done" and not return_exceptions and not first_bad then first_bad = t end
-    else                                 -- listed twice: two callbacks, counted twice
-      pending = pending + 1
-      T_add_done_callback(t, on_done)
-    end
-  end
-  while pending > 0 and not first_bad do
-    local ok, err = suspend(results, "gather")
+  -- one native done callback for all (gather.c): counts them, retrieves
+  -- failures, keeps the first (unless return_exceptions) and wakes us
+  local latch = gather_latch(me, tasks, n, not opts.return_exceptions)
+  local settled, first_bad = gather_state(latch)
+  while not settled do
+    local ok, err = suspend(latch, "gather")
     if not ok then
       for i = 1, n do T_cancel(tasks[i]) end
       error(err, 0)
     end
+    settled, first_bad = gather_state(latch)
   end
   if first_bad then
     for i = 1, n do T_cancel(tasks[i]) end
     return T_result(first_bad)           -- raises its error
   end
-  for i = 1, n do
-    local t = tasks[i]
-    if T_status(t) == "done" then results[i] = (T_result(t))
-    else results[i] = T_error(t) end
-  end
-  return results
+  return gather_results(tasks, n)        -- each one's first result, or its error
 end
 
 -- deadlines (asyncio's timeouts.py) --------------------------------------
