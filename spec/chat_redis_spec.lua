@@ -31,7 +31,10 @@ describe("chat_server --redis: one room across two processes", function()
     local dir2 = dir .. "/two"
     aio.fs.mkdir(dir2)
     two, port2 = C.chat_server(dir2, { "--redis", redis:url() })
+    -- each relays once its subscription is confirmed, after it listens: a
+    -- member joining before that would be announced on its own server only
     one:wait_for("shared through Redis")
+    two:wait_for("shared through Redis")
     local a = C.tcp_client(port1)
     local b = C.tcp_client(port2)
     -- the join notices cross too: b's join reaches a

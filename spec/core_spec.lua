@@ -436,12 +436,12 @@ describe("the luaio command", function()
   end)
 
   it("a SIGINT during a top-level aio.run(main) still exits 130 after main cleans up", function()
-    local out, _, code = S.sh("sh -c " .. S.quote(S.luaio .. [[ -e "local aio=require'luaio'
+    local out, _, code = S.signal_when_ready([[local aio=require'luaio'
       aio.run(function()
         print('ready') io.stdout:flush()
         local ok, e = pcall(aio.sleep, 10) print('cleanup', e.message)
       end)
-      print('not reached')" & pid=$!; sleep 0.3; kill -INT $pid; wait $pid]]))
+      print('not reached')]], "kill -INT $pid")
     assert.equals(130, code)
     assert.equals("ready\ncleanup\tSIGINT\n", out)
   end)
@@ -521,9 +521,9 @@ describe("the luaio command", function()
   end)
 
   it("SIGINT cancels the main task, cleanup runs, exit 130", function()
-    local out, _, code = S.sh("sh -c " .. S.quote(S.luaio .. [[ -e "local aio=require'luaio'
+    local out, _, code = S.signal_when_ready([[local aio=require'luaio'
       print('ready') io.stdout:flush()
-      local ok, e = pcall(aio.sleep, 10) print('cleanup', e.message) error(e, 0)" & pid=$!; sleep 0.3; kill -INT $pid; wait $pid]]))
+      local ok, e = pcall(aio.sleep, 10) print('cleanup', e.message) error(e, 0)]], "kill -INT $pid")
     assert.equals(130, code)
     assert.equals("ready\ncleanup\tSIGINT\n", out)
   end)

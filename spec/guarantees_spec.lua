@@ -301,9 +301,10 @@ describe("cancellation as asyncio", function()
 end)
 
 describe("a task that never yields", function()
+  -- the signal goes once the snippet started (its "ready" line is dropped)
   local function run_busy(code, signal, extra)
-    return S.sh("sh -c " .. S.quote(S.luaio .. " " .. (extra or "") .. " -e " .. S.quote(code) ..
-      " & pid=$!; sleep 0.5; " .. signal .. "; wait $pid"))
+    local out, err, status = S.signal_when_ready("print('ready') io.stdout:flush() " .. code, signal, extra)
+    return out:gsub("^ready\n", ""), err, status
   end
 
   it("is stopped by SIGTERM (143) after cleanup runs", function()
@@ -343,7 +344,7 @@ describe("a task that never yields", function()
       local aio = require 'luaio'
       aio.set_debug(true, { slow_callback = 0.1 })
       local function spin() while true do end end
-      spin()]], "sleep 0.2; kill -TERM $pid")
+      spin()]], "sleep 0.5; kill -TERM $pid")
     assert.equals(143, code)
     assert.matches("slow task Task%-1 has been running for 0%.%d+ s without yielding %(still running%)", err)
     assert.matches("in %a+ 'spin'", err)

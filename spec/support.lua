@@ -21,6 +21,18 @@ function M.sh(cmd)
   return out, err, code
 end
 
+-- Run a snippet under `luaio [extra] -e` that prints "ready" once it is set
+-- up; once it has (or after 20 s, or when it exited), run the shell
+-- commands `signal` ($pid is the process), then wait for it. Waiting for
+-- the line, not for a fixed time, keeps a loaded machine from signalling a
+-- process still starting. -> stdout, stderr, exit code
+function M.signal_when_ready(code, signal, extra)
+  return M.sh("sh -c " .. shell_quote("out=$(mktemp); " .. M.luaio .. " " .. (extra or "") .. " -e " ..
+    shell_quote(code) .. " >$out & pid=$!; i=0; " ..
+    "until grep -q ready $out || ! kill -0 $pid 2>/dev/null || [ $i -ge 1000 ]; do sleep 0.02; i=$((i+1)); done; " ..
+    signal .. "; wait $pid; c=$?; cat $out; rm -f $out; exit $c"))
+end
+
 -- Run a Lua snippet under a fresh `luaio -e`.
 function M.run_code(code, extra)
   return M.sh(M.luaio .. " " .. (extra or "") .. " -e " .. shell_quote(code))
