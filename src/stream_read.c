@@ -147,6 +147,11 @@ static int try_resp(lua_State *L, stream *s) {
   return n;
 }
 
+/* _read_head's kind, checked by l_read_head */
+static int head_kind(const char *kind) {
+  return kind[0] == 's' ? HTTP_SERVER_REQUEST : kind[2] == 'q' ? HTTP_REQUEST : HTTP_RESPONSE;
+}
+
 /* Try to complete a read from the buffer: push its result and return the
 ** number of values, or return RB_WAIT when it has to wait for more data. */
 static int try_read(lua_State *L, stream *s, int op) {
@@ -163,7 +168,7 @@ static int try_read(lua_State *L, stream *s, int op) {
       n = luaio_rb_read_until(L, b, sep, len, 0);
       break;
     case OP_ALL: n = luaio_rb_read_all(L, b); break;
-    case OP_HEAD: n = luaio_http_read_head(L, b, lua_tostring(L, 2)[2] == 'q'); break;
+    case OP_HEAD: n = luaio_http_read_head(L, b, head_kind(lua_tostring(L, 2))); break;
     case OP_WS_FRAME: n = try_ws_frame(L, s); break;
     case OP_RESP: n = try_resp(L, s); break;
     case OP_PG: n = try_pg(L, s); break;
@@ -216,7 +221,7 @@ int stream_do_read(lua_State *L, int op) {
   stream *s = stream_check(L, 1);
   /* a waiting function, even when the data is there already */
   luaio_task *t = luaio_need_task(L, read_names[op]);
-  lua_settop(L, op == OP_WS_FRAME || op == OP_PG ? 5 : 3);
+  lua_settop(L, op == OP_WS_FRAME || op == OP_PG ? 5 : op == OP_HEAD ? 4 : 3);
   int n = try_read(L, s, op);
   if (n >= 0) {
     if (!s->reading && s->rb.len < s->rb.limit) start_reading(s);   /* keep reading ahead */
@@ -277,11 +282,19 @@ static int l_read_until(lua_State *L) {
 static int l_read_all(lua_State *L) { return stream_do_read(L, OP_ALL); }
 
 /* _read_head("request" | "response" [, deadline]) ⏸ -> head | false | nil, status, reason;
-** deadline: a time of core.now() when the whole head must be in (TimeoutError) */
+** deadline: a time of core.now() when the whole head must be in (TimeoutError).
+** _read_head("server", seconds, mt) ⏸ -> request, keep_alive, has_body | false |
+** nil, status, reason: the server's lean request (luaio_http_push_request),
+** whole within seconds from now */
 static int l_read_head(lua_State *L) {
   const char *kind = luaio_checkstring(L, 2);
-  if (strcmp(kind, "request") != 0 && strcmp(kind, "response") != 0)
-    return luaio_argerror(L, 2, "'request' or 'response' expected");
+  if (strcmp(kind, "request") != 0 && strcmp(kind, "response") != 0 && strcmp(kind, "server") != 0)
+    return luaio_argerror(L, 2, "'request', 'response' or 'server' expected");
+  if (kind[0] == 's') {           /* seconds from now: the deadline the waits share */
+    lua_Number seconds = luaio_checknumber(L, 3);
+    lua_pushnumber(L, luaio_now(stream_check(L, 1)->h) + seconds);
+    lua_replace(L, 3);
+  }
   return stream_do_read(L, OP_HEAD);
 }
 
