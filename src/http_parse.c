@@ -7,18 +7,18 @@
 ** (bare CR, folded lines, conflicting lengths, two Hosts) is refused, since
 ** such guesses are what request smuggling is made of.
 */
+#include <stdint.h>
 #include <string.h>
 #include "http_parse.h"
 
 #define MAX_HEADERS 100
 #define MAX_LINE 8192
 
-/* RFC 9110 tchar */
+/* RFC 9110 tchar: ALPHA, DIGIT and !#$%&'*+-.^_`|~, as a bit set (bytes
+** 0-63, 64-127; none above): every byte of every name is tested */
 static int is_tchar(unsigned char c) {
-  if (c >= 'a' && c <= 'z') return 1;
-  if (c >= 'A' && c <= 'Z') return 1;
-  if (c >= '0' && c <= '9') return 1;
-  return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+  static const uint64_t tchars[2] = {0x03ff6cfa00000000u, 0x57ffffffc7fffffeu};
+  return c < 128 && (tchars[c >> 6] >> (c & 63)) & 1;
 }
 
 typedef struct {
@@ -33,11 +33,16 @@ static int fail(cursor *c, int status, const char *why) {
   return 0;
 }
 
-/* Next line without its CRLF; rejects bare CR and lone LF. */
-static int next_line(cursor *c, const char **line, size_t *len) {
+/* Next line without its CRLF; rejects bare CR, lone LF and NUL. *ctl: the
+** line holds another control character than HTAB, or DEL (a header
+** value's check looks only then). */
+static int next_line(cursor *c, const char **line, size_t *len, int *ctl) {
   const char *start = c->p;
+  *ctl = 0;
   for (const char *q = start; q < c->end; q++) {
-    if (*q == '\r') {
+    unsigned char ch = (unsigned char)*q;
+    if ((unsigned char)(ch - 0x20) < 0x5f) continue;     /* printable ASCII (most bytes): one test */
+    if (ch == '\r') {
       if (q + 1 >= c->end || q[1] != '\n') return fail(c, 400, "bare CR in head");
       *line = start;
       *len = (size_t)(q - start);
@@ -45,8 +50,9 @@ static int next_line(cursor *c, const char **line, size_t *len) {
       c->p = q + 2;
       return 1;
     }
-    if (*q == '\n') return fail(c, 400, "line ending without CR");
-    if (*q == '\0') return fail(c, 400, "NUL byte in head");
+    if (ch == '\n') return fail(c, 400, "line ending without CR");
+    if (ch == '\0') return fail(c, 400, "NUL byte in head");
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7f) *ctl = 1;
   }
   return fail(c, 400, "head not terminated by CRLF");
 }
@@ -224,7 +230,8 @@ static int parse_headers(lua_State *L, cursor *c, int tidx, int is_request, head
   for (;;) {
     const char *line;
     size_t len;
-    if (!next_line(c, &line, &len)) return 0;
+    int ctl;
+    if (!next_line(c, &line, &len, &ctl)) return 0;
     if (len == 0) break;                     /* end of head */
     if (line[0] == ' ' || line[0] == '\t') return fail(c, 400, "obsolete line folding");
     if (++count > MAX_HEADERS) return fail(c, 431, "too many header fields");
@@ -235,7 +242,7 @@ static int parse_headers(lua_State *L, cursor *c, int tidx, int is_request, head
     const char *v = line + n + 1, *vend = line + len;
     while (v < vend && (*v == ' ' || *v == '\t')) v++;
     while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t')) vend--;
-    for (const char *q = v; q < vend; q++) {
+    for (const char *q = v; ctl && q < vend; q++) {
       unsigned char ch = (unsigned char)*q;
       if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return fail(c, 400, "control character in a header value");
     }
@@ -255,7 +262,8 @@ typedef struct {
 static int scan_request_line(cursor *c, request_line *r) {
   const char *line;
   size_t len;
-  if (!next_line(c, &line, &len)) return 0;
+  int ctl;                        /* (not looked at: as before, only CR, LF and NUL matter here) */
+  if (!next_line(c, &line, &len, &ctl)) return 0;
   const char *end = line + len, *p = line;
   while (p < end && is_tchar((unsigned char)*p)) p++;
   if (p == line || p >= end || *p != ' ') return fail(c, 400, "malformed request method");
@@ -292,7 +300,8 @@ static int parse_request_line(lua_State *L, cursor *c, int tidx, int *minor) {
 static int parse_status_line(lua_State *L, cursor *c, int tidx, int *minor) {
   const char *line;
   size_t len;
-  if (!next_line(c, &line, &len)) return 0;
+  int ctl;                        /* (not looked at: as before, only CR, LF and NUL matter here) */
+  if (!next_line(c, &line, &len, &ctl)) return 0;
   if (len < 12 || !parse_version(line, 8, minor) || line[8] != ' ') return fail(c, 400, "malformed status line");
   const char *d = line + 9;
   if (d[0] < '1' || d[0] > '5' || d[1] < '0' || d[1] > '9' || d[2] < '0' || d[2] > '9')

@@ -36,6 +36,18 @@ static const char *date_lines(luaio_host *h, size_t *len) {
   return h->http_date.line;
 }
 
+/* "Content-Length: n\r\n" into out (room for any size_t); its length */
+static size_t length_line(char *out, size_t n) {
+  char digits[24];
+  size_t k = 0, pos = sizeof "Content-Length: " - 1;
+  do { digits[k++] = (char)('0' + n % 10); n /= 10; } while (n);
+  memcpy(out, "Content-Length: ", pos);
+  while (k) out[pos++] = digits[--k];
+  out[pos++] = '\r';
+  out[pos++] = '\n';
+  return pos;
+}
+
 static uv_buf_t piece(const char *p, size_t len) { return uv_buf_init((char *)p, (unsigned)len); }
 
 /* _http_response(status_line, headers, body, flags [, ours]) ⏸ -> nothing, or
@@ -63,7 +75,7 @@ int stream_l_http_response(lua_State *L) {
   if (headers_len) bufs[n++] = piece(headers, headers_len);
   if (!(flags & RESPONSE_TYPED) && body_len > 0) bufs[n++] = piece(text_type, sizeof text_type - 1);
   if (!(flags & RESPONSE_SIZED))
-    bufs[n++] = piece(length, (size_t)snprintf(length, sizeof length, "Content-Length: %zu\r\n", body_len));
+    bufs[n++] = piece(length, length_line(length, body_len));
   const char *date = date_lines(s->h, &date_len);
   bufs[n++] = piece(date, date_len);
   if (ours_len) bufs[n++] = piece(ours, ours_len);

@@ -207,9 +207,15 @@ static void on_read_timeout(luaio_timer *tm) {
   stream_wake_timeout(s, &s->reader, "read", s->read_wait);
 }
 
+static int read_from(lua_State *L, stream *s, int op);
+
+/* the read again once woken: self was checked when it began (its stack
+** slot is the same), but the stream may have closed meanwhile */
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  return stream_do_read(L, (int)ctx);
+  stream_box *box = lua_touserdata(L, 1);
+  if (!box->s) return stream_closed_error(L);
+  return read_from(L, box->s, (int)ctx);
 }
 
 static const char *const read_names[] = {
@@ -217,8 +223,7 @@ static const char *const read_names[] = {
   "stream:read_all", "stream:start_tls", "stream:_read_head", "stream:_read_ws_frame",
   "stream:_read_resp", "stream:_read_pg"};
 
-int stream_do_read(lua_State *L, int op) {
-  stream *s = stream_check(L, 1);
+static int read_from(lua_State *L, stream *s, int op) {
   /* a waiting function, even when the data is there already */
   luaio_task *t = luaio_need_task(L, read_names[op]);
   lua_settop(L, op == OP_WS_FRAME || op == OP_PG ? 5 : op == OP_HEAD ? 4 : 3);
@@ -251,6 +256,8 @@ int stream_do_read(lua_State *L, int op) {
   }
   return luaio_await(L, reader_cancel, s, op, read_k);
 }
+
+int stream_do_read(lua_State *L, int op) { return read_from(L, stream_check(L, 1), op); }
 
 static int l_read(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) {
@@ -287,15 +294,16 @@ static int l_read_all(lua_State *L) { return stream_do_read(L, OP_ALL); }
 ** nil, status, reason: the server's lean request (luaio_http_push_request),
 ** whole within seconds from now */
 static int l_read_head(lua_State *L) {
+  stream *s = stream_check(L, 1);
   const char *kind = luaio_checkstring(L, 2);
   if (strcmp(kind, "request") != 0 && strcmp(kind, "response") != 0 && strcmp(kind, "server") != 0)
     return luaio_argerror(L, 2, "'request', 'response' or 'server' expected");
   if (kind[0] == 's') {           /* seconds from now: the deadline the waits share */
     lua_Number seconds = luaio_checknumber(L, 3);
-    lua_pushnumber(L, luaio_now(stream_check(L, 1)->h) + seconds);
+    lua_pushnumber(L, luaio_now(s->h) + seconds);
     lua_replace(L, 3);
   }
-  return stream_do_read(L, OP_HEAD);
+  return read_from(L, s, OP_HEAD);
 }
 
 /* _read_ws_frame(expect_masked, max_payload [, allow_rsv1]) ⏸ -> fin, opcode,
