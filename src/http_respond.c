@@ -55,7 +55,7 @@ static uv_buf_t piece(const char *p, size_t len) { return uv_buf_init((char *)p,
 ** ends with CRLF; headers and ours (the server's own, e.g. HSTS) are
 ** header lines; flags as above. Waits as write does. */
 int stream_l_http_response(lua_State *L) {
-  stream *s = stream_check(L, 1);
+  stream *s = stream_check_hot(L, 1);
   size_t line_len, headers_len, body_len, ours_len = 0, date_len;
   const char *line = luaio_checklstring(L, 2, &line_len);
   const char *headers = luaio_checklstring(L, 3, &headers_len);

@@ -418,7 +418,7 @@ static int l_tostring(lua_State *L) {
 
 void luaio_open_stream(lua_State *L, luaio_host *h) {
   static const luaL_Reg methods[] = {
-    {"write", l_write}, {"_http_response", stream_l_http_response},
+    {"write", l_write},
     {"drain", l_drain}, {"close", l_close}, {"shutdown", l_shutdown},
     {"peername", l_peername}, {"sockname", l_sockname}, {"set_timeout", l_set_timeout},
     {"set_limits", l_set_limits}, {"buffered", l_buffered}, {"closed", l_closed}, {"_ended", l_ended},
@@ -428,6 +428,10 @@ void luaio_open_stream(lua_State *L, luaio_host *h) {
   lua_setfield(L, -3, "stream_mt");        /* into core: the Lua half checks self with it */
   luaL_newlib(L, methods);
   luaL_setfuncs(L, stream_read_methods, 0);
+  static const luaL_Reg hot[] = {{"_read_head", stream_l_read_head}, {"_http_response", stream_l_http_response},
+    {NULL, NULL}};
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, hot, 1);                /* (their upvalue: the metatable) */
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "__index");
   lua_setfield(L, -3, "stream_methods");   /* into core */

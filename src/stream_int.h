@@ -73,6 +73,20 @@ static inline stream *stream_check(lua_State *L, int idx) {
   if (!box->s) stream_closed_error(L);
   return box->s;
 }
+/* the same for the hot methods (the HTTP server's head read and answer),
+** whose upvalue 1 is the stream metatable: compared at once, no lookup of
+** the registry by name */
+static inline stream *stream_check_hot(lua_State *L, int idx) {
+  stream_box *box = lua_touserdata(L, idx);
+  int same = box != NULL && lua_getmetatable(L, idx);
+  if (same) {
+    same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+  }
+  if (!same) return stream_check(L, idx);   /* (not a stream: its usual error) */
+  if (!box->s) stream_closed_error(L);
+  return box->s;
+}
 void stream_remember_peer(stream *s);
 /* debug mode (track.c): the stream at -1 of L was just made; how ("connected", ...) */
 void stream_track(lua_State *L, stream *s, const char *how);
@@ -109,7 +123,9 @@ int stream_l_start_tls(lua_State *L);
 int stream_l_start_tls_blocker(lua_State *L);
 int stream_l_tls_info(lua_State *L);
 
-/* http_respond.c: stream:_http_response */
+/* the hot methods, registered with the metatable as their upvalue:
+** stream:_read_head (stream_read.c), stream:_http_response (http_respond.c) */
+int stream_l_read_head(lua_State *L);
 int stream_l_http_response(lua_State *L);
 
 /* connect.c, listener.c: their functions into the core table */

@@ -147,7 +147,7 @@ static int try_resp(lua_State *L, stream *s) {
   return n;
 }
 
-/* _read_head's kind, checked by l_read_head */
+/* _read_head's kind, checked by stream_l_read_head */
 static int head_kind(const char *kind) {
   return kind[0] == 's' ? HTTP_SERVER_REQUEST : kind[2] == 'q' ? HTTP_REQUEST : HTTP_RESPONSE;
 }
@@ -293,8 +293,8 @@ static int l_read_all(lua_State *L) { return stream_do_read(L, OP_ALL); }
 ** _read_head("server", seconds, mt) ⏸ -> request, keep_alive, has_body | false |
 ** nil, status, reason: the server's lean request (luaio_http_push_request),
 ** whole within seconds from now */
-static int l_read_head(lua_State *L) {
-  stream *s = stream_check(L, 1);
+int stream_l_read_head(lua_State *L) {
+  stream *s = stream_check_hot(L, 1);
   const char *kind = luaio_checkstring(L, 2);
   if (strcmp(kind, kind[0] == 's' ? "server" : kind[2] == 'q' ? "request" : "response") != 0)
     return luaio_argerror(L, 2, "'request', 'response' or 'server' expected");
@@ -344,6 +344,6 @@ static int l_read_resp(lua_State *L) {
 
 const luaL_Reg stream_read_methods[] = {
   {"read", l_read}, {"read_exactly", l_read_exactly}, {"readline", l_readline},
-  {"read_until", l_read_until}, {"read_all", l_read_all}, {"_read_head", l_read_head},
+  {"read_until", l_read_until}, {"read_all", l_read_all}, 
   {"_read_ws_frame", l_read_ws_frame}, {"_read_resp", l_read_resp}, {"_read_pg", l_read_pg},
   {NULL, NULL}};
