@@ -21,6 +21,10 @@ local function make_app()
   app:route("/split", function() return "x", 200, { ["X-Evil"] = "a\r\nSet-Cookie: pwned=1" } end)
   app:route("/nothing", function() return "ignored", 204 end)
   app:route("/unchanged", function() return nil, 304, { ETag = '"v1"' } end)
+  app:route("/target", function(req)
+    return { path = req.path, query = req.query, target = req.target, version = req.version,
+             host = req.headers.host, tags = req.headers:get_all("x-tag") }
+  end)
   return app
 end
 
@@ -53,6 +57,31 @@ describe("HTTP server", function()
     assert.matches("\r\nDate: %a+, %d+ %a+ %d+ [%d:]+ GMT\r\n", out)
     assert.matches("\r\nServer: luaio\r\n", out)
     assert.matches("\r\n\r\nhello\n$", out)
+  end)
+
+  it("the Date line is an IMF-fixdate of the second the answer was made", function()
+    local before = os.date("!%a, %d %b %Y %H:%M:%S GMT")
+    local out = raw(server.port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    local after = os.date("!%a, %d %b %Y %H:%M:%S GMT")
+    local date = out:match("\r\nDate: ([^\r]*)\r\n")
+    assert.matches("^%a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT$", date)
+    assert.is_true(date == before or date == after, date)
+  end)
+
+  it("target, version and headers (read on first use) and path and query split from the target", function()
+    local cases = {
+      { "/target?a=1&b=2", "HTTP/1.1", "/target", { a = "1", b = "2" } },
+      { "/target#frag?x=1", "HTTP/1.1", "/target", {} },
+      { "/target?x=1#y", "HTTP/1.0", "/target", { x = "1" } },
+      { "http://example.com/target?z=3", "HTTP/1.1", "/target", { z = "3" } },
+    }
+    for _, case in ipairs(cases) do
+      local out = raw(server.port, "GET " .. case[1] .. " " .. case[2] .. "\r\nHost: h.example\r\nX-Tag: a\r\n"
+        .. "x-tag: b\r\nConnection: close\r\n\r\n")
+      local t = aio.json.decode(out:match("\r\n\r\n(.*)$"))
+      assert.same({ path = case[3], query = case[4], target = case[1], version = case[2], host = "h.example",
+                    tags = { "a", "b" } }, t)
+    end
   end)
 
   it("req.headers: a repeated field joined with \", \", and each value through get_all", function()

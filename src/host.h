@@ -12,6 +12,7 @@
 #define LUAIO_HOST_H
 
 #include <signal.h>
+#include <time.h>
 #include "luaio_int.h"
 
 struct luaio_post_item;   /* post.c */
@@ -125,6 +126,9 @@ struct luaio_host {
     uv_prepare_t ready_check;  /* before the loop waits: listening and idle? */
     uv_timer_t ready_fallback; /* a worker that opens no server is ready after a while */
   } worker;
+
+  /* ---- the HTTP server's Date line, made once a second (http_respond.c) ---- */
+  struct { time_t second; size_t len; char line[80]; } http_date;
 
   /* ---- shared scratch buffers (stream.c, tls.c) ---- */
   char *scratch;       /* TLS ciphertext as read, allocated on first use */

@@ -10,14 +10,16 @@ static int refuse(lua_State *L, int status, const char *reason) {
   return 3;
 }
 
-int luaio_http_read_head(lua_State *L, luaio_readbuf *b, int is_request) {
+int luaio_http_read_head(lua_State *L, luaio_readbuf *b, int kind) {
+  int is_request = kind != HTTP_RESPONSE;
   const char *p = luaio_rb_data(b);
   if (is_request)
     while (b->len >= 2 && p[0] == '\r' && p[1] == '\n') { luaio_rb_consume(b, 2); p = luaio_rb_data(b); }
   const char *hit = luaio_rb_find(p, b->len, "\r\n\r\n", 4);
   size_t n = hit ? (size_t)(hit - p) + 4 : 0;
   if (hit && n - 4 <= b->limit) {
-    int r = luaio_http_push_head(L, p, n, is_request);
+    int r = kind == HTTP_SERVER_REQUEST ? luaio_http_push_request(L, p, n, 4)
+                                        : luaio_http_push_head(L, p, n, is_request);
     luaio_rb_consume(b, n);
     return r;
   }

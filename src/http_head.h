@@ -8,7 +8,10 @@
 ** for the head itself): pushes the results of luaio_http_push_head (the
 ** head table, or nil, status, reason: 431 past b->limit, 400 cut short by
 ** EOF) or false at a clean EOF, and returns their count; or RB_WAIT /
-** RB_FAIL as the reads of readbuf.h. Stray CRLFs before a request go. */
-int luaio_http_read_head(lua_State *L, luaio_readbuf *b, int is_request);
+** RB_FAIL as the reads of readbuf.h. Stray CRLFs before a request go.
+** kind HTTP_SERVER_REQUEST pushes luaio_http_push_request's results instead
+** (the metatable at stack index 4). */
+enum { HTTP_RESPONSE, HTTP_REQUEST, HTTP_SERVER_REQUEST };
+int luaio_http_read_head(lua_State *L, luaio_readbuf *b, int kind);
 
 #endif

@@ -7,18 +7,18 @@
 ** (bare CR, folded lines, conflicting lengths, two Hosts) is refused, since
 ** such guesses are what request smuggling is made of.
 */
+#include <stdint.h>
 #include <string.h>
 #include "http_parse.h"
 
 #define MAX_HEADERS 100
 #define MAX_LINE 8192
 
-/* RFC 9110 tchar */
+/* RFC 9110 tchar: ALPHA, DIGIT and !#$%&'*+-.^_`|~, as a bit set (bytes
+** 0-63, 64-127; none above): every byte of every name is tested */
 static int is_tchar(unsigned char c) {
-  if (c >= 'a' && c <= 'z') return 1;
-  if (c >= 'A' && c <= 'Z') return 1;
-  if (c >= '0' && c <= '9') return 1;
-  return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+  static const uint64_t tchars[2] = {0x03ff6cfa00000000u, 0x57ffffffc7fffffeu};
+  return c < 128 && (tchars[c >> 6] >> (c & 63)) & 1;
 }
 
 typedef struct {
@@ -33,11 +33,16 @@ static int fail(cursor *c, int status, const char *why) {
   return 0;
 }
 
-/* Next line without its CRLF; rejects bare CR and lone LF. */
-static int next_line(cursor *c, const char **line, size_t *len) {
+/* Next line without its CRLF; rejects bare CR, lone LF and NUL. *ctl: the
+** line holds another control character than HTAB, or DEL (a header
+** value's check looks only then). */
+static int next_line(cursor *c, const char **line, size_t *len, int *ctl) {
   const char *start = c->p;
+  *ctl = 0;
   for (const char *q = start; q < c->end; q++) {
-    if (*q == '\r') {
+    unsigned char ch = (unsigned char)*q;
+    if ((unsigned char)(ch - 0x20) < 0x5f) continue;     /* printable ASCII (most bytes): one test */
+    if (ch == '\r') {
       if (q + 1 >= c->end || q[1] != '\n') return fail(c, 400, "bare CR in head");
       *line = start;
       *len = (size_t)(q - start);
@@ -45,8 +50,9 @@ static int next_line(cursor *c, const char **line, size_t *len) {
       c->p = q + 2;
       return 1;
     }
-    if (*q == '\n') return fail(c, 400, "line ending without CR");
-    if (*q == '\0') return fail(c, 400, "NUL byte in head");
+    if (ch == '\n') return fail(c, 400, "line ending without CR");
+    if (ch == '\0') return fail(c, 400, "NUL byte in head");
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7f) *ctl = 1;
   }
   return fail(c, 400, "head not terminated by CRLF");
 }
@@ -182,37 +188,50 @@ static void set_field(lua_State *L, int tidx, int hidx, const char *name, size_t
   lua_rawset(L, hidx);
 }
 
-/* the facts into the head table at tidx; 0 after fail() */
-static int set_facts(lua_State *L, cursor *c, head_facts *f, int tidx, int is_request, int minor) {
+/* what the facts forbid together; 0 after fail() */
+static int check_facts(cursor *c, const head_facts *f, int is_request, int minor) {
   if (is_request && minor == 1 && f->hosts == 0) return fail(c, 400, "missing Host header");
   if (f->hosts > 1) return fail(c, 400, "more than one Host header");
   if (f->has_te && f->has_length) return fail(c, 400, "both Content-Length and Transfer-Encoding");
+  return 1;
+}
+
+/* HTTP/1.1 keeps the connection unless told to close; 1.0 only when asked */
+static int keeps_alive(const head_facts *f, int minor) {
+  return minor == 1 ? !f->conn_close : (f->conn_keep && !f->conn_close);
+}
+
+/* the headers table (at -1) and the facts into the head table at tidx */
+static void set_facts(lua_State *L, const head_facts *f, int tidx, int minor) {
   lua_setfield(L, tidx, "headers");
   if (f->has_length) { lua_pushinteger(L, f->length); lua_setfield(L, tidx, "content_length"); }
   lua_pushboolean(L, f->chunked);
   lua_setfield(L, tidx, "chunked");
-  /* HTTP/1.1 keeps the connection unless told to close; 1.0 only when asked */
-  lua_pushboolean(L, minor == 1 ? !f->conn_close : (f->conn_keep && !f->conn_close));
+  lua_pushboolean(L, keeps_alive(f, minor));
   lua_setfield(L, tidx, "keep_alive");
   lua_pushboolean(L, f->expect_continue);
   lua_setfield(L, tidx, "expect_continue");
-  return 1;
 }
 
-static int parse_headers(lua_State *L, cursor *c, int tidx, int is_request, int minor) {
-  head_facts f = {0};
-  int count = 0;
+/* The fields up to the blank line, checked, their facts into f. With
+** tidx, the headers table is pushed (and head.repeated set at tidx); with
+** 0, they are only checked. 0 after fail(). */
+static int parse_headers(lua_State *L, cursor *c, int tidx, int is_request, head_facts *f) {
+  int count = 0, hidx = 0;
   char name[256];
-  /* sized for its fields at once (one per remaining line, the blank one
-  ** aside): growing key by key would rehash at 1, 2, 4, 8... */
-  int lines = 0;
-  for (const char *q = c->p; (q = memchr(q, '\n', (size_t)(c->end - q))) != NULL; q++) lines++;
-  lua_createtable(L, 0, lines > 1 ? (lines - 1 < MAX_HEADERS ? lines - 1 : MAX_HEADERS) : 0);   /* headers */
-  int hidx = lua_gettop(L);
+  if (tidx) {
+    /* sized for its fields at once (one per remaining line, the blank one
+    ** aside): growing key by key would rehash at 1, 2, 4, 8... */
+    int lines = 0;
+    for (const char *q = c->p; (q = memchr(q, '\n', (size_t)(c->end - q))) != NULL; q++) lines++;
+    lua_createtable(L, 0, lines > 1 ? (lines - 1 < MAX_HEADERS ? lines - 1 : MAX_HEADERS) : 0);   /* headers */
+    hidx = lua_gettop(L);
+  }
   for (;;) {
     const char *line;
     size_t len;
-    if (!next_line(c, &line, &len)) return 0;
+    int ctl;
+    if (!next_line(c, &line, &len, &ctl)) return 0;
     if (len == 0) break;                     /* end of head */
     if (line[0] == ' ' || line[0] == '\t') return fail(c, 400, "obsolete line folding");
     if (++count > MAX_HEADERS) return fail(c, 431, "too many header fields");
@@ -223,26 +242,33 @@ static int parse_headers(lua_State *L, cursor *c, int tidx, int is_request, int 
     const char *v = line + n + 1, *vend = line + len;
     while (v < vend && (*v == ' ' || *v == '\t')) v++;
     while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t')) vend--;
-    for (const char *q = v; q < vend; q++) {
+    for (const char *q = v; ctl && q < vend; q++) {
       unsigned char ch = (unsigned char)*q;
       if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return fail(c, 400, "control character in a header value");
     }
     lower_into(name, line, n);
-    if (!note_field(c, &f, name, n, v, vend, is_request)) return 0;
-    set_field(L, tidx, hidx, name, n, v, (size_t)(vend - v));
+    if (!note_field(c, f, name, n, v, vend, is_request)) return 0;
+    if (hidx) set_field(L, tidx, hidx, name, n, v, (size_t)(vend - v));
   }
-  return set_facts(L, c, &f, tidx, is_request, minor);
+  return 1;
 }
 
-static int parse_request_line(lua_State *L, cursor *c, int tidx, int *minor) {
+typedef struct {
+  const char *method, *target, *version;
+  size_t method_len, target_len;
+  int minor;
+} request_line;
+
+static int scan_request_line(cursor *c, request_line *r) {
   const char *line;
   size_t len;
-  if (!next_line(c, &line, &len)) return 0;
+  int ctl;                        /* (not looked at: as before, only CR, LF and NUL matter here) */
+  if (!next_line(c, &line, &len, &ctl)) return 0;
   const char *end = line + len, *p = line;
   while (p < end && is_tchar((unsigned char)*p)) p++;
   if (p == line || p >= end || *p != ' ') return fail(c, 400, "malformed request method");
-  lua_pushlstring(L, line, (size_t)(p - line));
-  lua_setfield(L, tidx, "method");
+  r->method = line;
+  r->method_len = (size_t)(p - line);
   const char *target = ++p;
   while (p < end && *p != ' ') {
     unsigned char ch = (unsigned char)*p;
@@ -250,19 +276,32 @@ static int parse_request_line(lua_State *L, cursor *c, int tidx, int *minor) {
     p++;
   }
   if (p == target || p >= end) return fail(c, 400, "malformed request target");
-  lua_pushlstring(L, target, (size_t)(p - target));
-  lua_setfield(L, tidx, "target");
+  r->target = target;
+  r->target_len = (size_t)(p - target);
   p++;
-  if (!parse_version(p, (size_t)(end - p), minor)) return fail(c, 400, "unsupported HTTP version");
-  lua_pushlstring(L, p, 8);
+  if (!parse_version(p, (size_t)(end - p), &r->minor)) return fail(c, 400, "unsupported HTTP version");
+  r->version = p;
+  return 1;
+}
+
+static int parse_request_line(lua_State *L, cursor *c, int tidx, int *minor) {
+  request_line r;
+  if (!scan_request_line(c, &r)) return 0;
+  lua_pushlstring(L, r.method, r.method_len);
+  lua_setfield(L, tidx, "method");
+  lua_pushlstring(L, r.target, r.target_len);
+  lua_setfield(L, tidx, "target");
+  lua_pushlstring(L, r.version, 8);
   lua_setfield(L, tidx, "version");
+  *minor = r.minor;
   return 1;
 }
 
 static int parse_status_line(lua_State *L, cursor *c, int tidx, int *minor) {
   const char *line;
   size_t len;
-  if (!next_line(c, &line, &len)) return 0;
+  int ctl;                        /* (not looked at: as before, only CR, LF and NUL matter here) */
+  if (!next_line(c, &line, &len, &ctl)) return 0;
   if (len < 12 || !parse_version(line, 8, minor) || line[8] != ' ') return fail(c, 400, "malformed status line");
   const char *d = line + 9;
   if (d[0] < '1' || d[0] > '5' || d[1] < '0' || d[1] > '9' || d[2] < '0' || d[2] > '9')
@@ -277,25 +316,74 @@ static int parse_status_line(lua_State *L, cursor *c, int tidx, int *minor) {
   return 1;
 }
 
+static int push_refusal(lua_State *L, const cursor *c) {
+  lua_pushnil(L);
+  lua_pushinteger(L, c->status);
+  lua_pushstring(L, c->why);
+  return 3;
+}
+
 /* http_parse_head(head, "request"|"response") -> table | nil, status, reason
 ** `head` is the whole head including its final CRLF CRLF. */
 int luaio_http_push_head(lua_State *L, const char *head, size_t len, int is_request) {
   cursor c = {head, head + len, 0, NULL};
+  head_facts f = {0};
   int minor = 1;
   lua_createtable(L, 0, 10);
   int tidx = lua_gettop(L);
   int ok = is_request ? parse_request_line(L, &c, tidx, &minor) : parse_status_line(L, &c, tidx, &minor);
-  if (ok) ok = parse_headers(L, &c, tidx, is_request, minor);
-  if (!ok) {
-    lua_pushnil(L);
-    lua_pushinteger(L, c.status);
-    lua_pushstring(L, c.why);
-    return 3;
-  }
+  ok = ok && parse_headers(L, &c, tidx, is_request, &f) && check_facts(&c, &f, is_request, minor);
+  if (!ok) return push_refusal(L, &c);
+  set_facts(L, &f, tidx, minor);
   lua_settop(L, tidx);
   lua_pushinteger(L, (lua_Integer)(c.p - head));
   lua_setfield(L, tidx, "head_length");
   return 1;
+}
+
+/* path and query of an origin-form target (it starts with "/") into the
+** table at -1, split as request.lua's split_target: the path ends at the
+** first "?" or "#"; the query is what follows a "?" up to a "#", "" after a
+** bare "#", absent without either */
+static void set_path_query(lua_State *L, const char *target, size_t len) {
+  const char *end = target + len, *stop = target;
+  while (stop < end && *stop != '?' && *stop != '#') stop++;
+  lua_pushlstring(L, target, (size_t)(stop - target));
+  lua_setfield(L, -2, "path");
+  if (stop == end) return;
+  const char *q = stop, *qend = stop;
+  if (*stop == '?') {
+    q = qend = stop + 1;
+    while (qend < end && *qend != '#') qend++;
+  }
+  lua_pushlstring(L, q, (size_t)(qend - q));
+  lua_setfield(L, -2, "_query");
+}
+
+int luaio_http_push_request(lua_State *L, const char *head, size_t len, int mt_idx) {
+  cursor c = {head, head + len, 0, NULL};
+  head_facts f = {0};
+  request_line r;
+  if (!scan_request_line(&c, &r) || !parse_headers(L, &c, 0, 1, &f) || !check_facts(&c, &f, 1, r.minor))
+    return push_refusal(L, &c);
+  int has_body = f.chunked || (f.has_length && f.length > 0);
+  /* room for what the server adds (_conn, body) and the lazy fields' first use */
+  lua_createtable(L, 0, has_body ? 16 : 8);
+  lua_pushlstring(L, r.method, r.method_len);
+  lua_setfield(L, -2, "method");
+  if (r.target[0] == '/') set_path_query(L, r.target, r.target_len);
+  lua_pushlstring(L, head, len);
+  lua_setfield(L, -2, "_raw");
+  if (f.has_length) { lua_pushinteger(L, f.length); lua_setfield(L, -2, "content_length"); }
+  if (f.chunked) { lua_pushboolean(L, 1); lua_setfield(L, -2, "chunked"); }
+  if (f.expect_continue) { lua_pushboolean(L, 1); lua_setfield(L, -2, "expect_continue"); }
+  if (lua_istable(L, mt_idx)) {
+    lua_pushvalue(L, mt_idx);
+    lua_setmetatable(L, -2);
+  }
+  lua_pushboolean(L, keeps_alive(&f, r.minor));
+  lua_pushboolean(L, has_body);
+  return 3;
 }
 
 static int l_parse_head(lua_State *L) {

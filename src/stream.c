@@ -242,6 +242,20 @@ int stream_send(stream *s, const uv_buf_t *bufs, unsigned n, size_t total) {
   return 0;
 }
 
+int stream_write_bufs(lua_State *L, stream *s, const uv_buf_t *bufs, int n, size_t total) {
+  luaio_need_task(L, "stream:write");    /* it may wait: nothing is queued outside a task */
+  if (s->write_err) return stream_raise_uv(L, s->write_err, "write");
+  if (s->shut) return luaio_error(L, "OSError", "EPIPE", "cannot write after shutdown()");
+  if (total == 0) return 0;
+  int r = s->tls ? stream_tls_write(L, s, bufs, n, total) : stream_send(s, bufs, (unsigned)n, total);
+  if (r < 0) return stream_raise_uv(L, r, "write");
+  if (s->queued > s->hwm) {
+    lua_settop(L, 1);
+    return wait_writer(L, s, WAIT_HWM);
+  }
+  return 0;
+}
+
 static int l_write(lua_State *L) {
   stream *s = stream_check(L, 1);
   int n = lua_gettop(L) - 1;
@@ -252,28 +266,13 @@ static int l_write(lua_State *L) {
     luaio_checklstring(L, i, &len);
     total += len;
   }
-  luaio_need_task(L, "stream:write");    /* it may wait: nothing is queued outside a task */
-  if (s->write_err) return stream_raise_uv(L, s->write_err, "write");
-  if (s->shut) return luaio_error(L, "OSError", "EPIPE", "cannot write after shutdown()");
-  if (total == 0) return 0;
-  int r;
-  if (s->tls) {
-    r = stream_tls_write(L, s, n, total);
-  } else {
-    if (n > 16) bufs = lua_newuserdatauv(L, sizeof *bufs * (size_t)n, 0);
-    for (int i = 0; i < n; i++) {
-      size_t len;
-      const char *p = lua_tolstring(L, i + 2, &len);
-      bufs[i] = uv_buf_init((char *)p, (unsigned)len);
-    }
-    r = stream_send(s, bufs, (unsigned)n, total);
+  if (n > 16) bufs = lua_newuserdatauv(L, sizeof *bufs * (size_t)n, 0);
+  for (int i = 0; i < n; i++) {
+    size_t len;
+    const char *p = lua_tolstring(L, i + 2, &len);
+    bufs[i] = uv_buf_init((char *)p, (unsigned)len);
   }
-  if (r < 0) return stream_raise_uv(L, r, "write");
-  if (s->queued > s->hwm) {
-    lua_settop(L, 1);
-    return wait_writer(L, s, WAIT_HWM);
-  }
-  return 0;
+  return stream_write_bufs(L, s, bufs, n, total);
 }
 
 static int l_drain(lua_State *L) {
@@ -429,6 +428,10 @@ void luaio_open_stream(lua_State *L, luaio_host *h) {
   lua_setfield(L, -3, "stream_mt");        /* into core: the Lua half checks self with it */
   luaL_newlib(L, methods);
   luaL_setfuncs(L, stream_read_methods, 0);
+  static const luaL_Reg hot[] = {{"_read_head", stream_l_read_head}, {"_http_response", stream_l_http_response},
+    {NULL, NULL}};
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, hot, 1);                /* (their upvalue: the metatable) */
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "__index");
   lua_setfield(L, -3, "stream_methods");   /* into core */

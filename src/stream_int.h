@@ -73,6 +73,20 @@ static inline stream *stream_check(lua_State *L, int idx) {
   if (!box->s) stream_closed_error(L);
   return box->s;
 }
+/* the same for the hot methods (the HTTP server's head read and answer),
+** whose upvalue 1 is the stream metatable: compared at once, no lookup of
+** the registry by name */
+static inline stream *stream_check_hot(lua_State *L, int idx) {
+  stream_box *box = lua_touserdata(L, idx);
+  int same = box != NULL && lua_getmetatable(L, idx);
+  if (same) {
+    same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+  }
+  if (!same) return stream_check(L, idx);   /* (not a stream: its usual error) */
+  if (!box->s) stream_closed_error(L);
+  return box->s;
+}
 void stream_remember_peer(stream *s);
 /* debug mode (track.c): the stream at -1 of L was just made; how ("connected", ...) */
 void stream_track(lua_State *L, stream *s, const char *how);
@@ -80,6 +94,10 @@ void stream_push_named(lua_State *L, stream *s, const char *what);   /* "what 12
 void stream_read_kinds(luaio_host *h);                  /* stream_read.c: its waits, named */
 int stream_listen_daemon(lua_State *L, luaio_host *h, int fd);   /* listener.c, for monitor.c */
 int stream_send(stream *s, const uv_buf_t *bufs, unsigned n, size_t total);
+/* write's work once its pieces are known: queue (TLS: encrypt) them, then
+** wait while the unsent data is above the high-water mark; the values
+** l_write returns (0), or raises */
+int stream_write_bufs(lua_State *L, stream *s, const uv_buf_t *bufs, int n, size_t total);
 int stream_raise_uv(lua_State *L, int err, const char *what);
 void stream_wake_error(luaio_task *t, const char *name, int err, const char *what);
 void stream_wake_timeout(stream *s, luaio_task **slot, const char *what, double seconds);
@@ -98,12 +116,17 @@ void stream_open_linger(lua_State *L);
 /* stream_tls.c */
 void stream_tls_input(stream *s, const char *p, size_t n);
 void stream_tls_flush(stream *s);
-int stream_tls_write(lua_State *L, stream *s, int n, size_t total);
+int stream_tls_write(lua_State *L, stream *s, const uv_buf_t *bufs, int n, size_t total);
 int stream_handshake_state(lua_State *L, stream *s);  /* as a readbuf read */
 int stream_raise_read_error(lua_State *L, stream *s);
 int stream_l_start_tls(lua_State *L);
 int stream_l_start_tls_blocker(lua_State *L);
 int stream_l_tls_info(lua_State *L);
+
+/* the hot methods, registered with the metatable as their upvalue:
+** stream:_read_head (stream_read.c), stream:_http_response (http_respond.c) */
+int stream_l_read_head(lua_State *L);
+int stream_l_http_response(lua_State *L);
 
 /* connect.c, listener.c: their functions into the core table */
 void stream_open_connect(lua_State *L, luaio_host *h);

@@ -147,6 +147,11 @@ static int try_resp(lua_State *L, stream *s) {
   return n;
 }
 
+/* _read_head's kind, checked by stream_l_read_head */
+static int head_kind(const char *kind) {
+  return kind[0] == 's' ? HTTP_SERVER_REQUEST : kind[2] == 'q' ? HTTP_REQUEST : HTTP_RESPONSE;
+}
+
 /* Try to complete a read from the buffer: push its result and return the
 ** number of values, or return RB_WAIT when it has to wait for more data. */
 static int try_read(lua_State *L, stream *s, int op) {
@@ -163,7 +168,7 @@ static int try_read(lua_State *L, stream *s, int op) {
       n = luaio_rb_read_until(L, b, sep, len, 0);
       break;
     case OP_ALL: n = luaio_rb_read_all(L, b); break;
-    case OP_HEAD: n = luaio_http_read_head(L, b, lua_tostring(L, 2)[2] == 'q'); break;
+    case OP_HEAD: n = luaio_http_read_head(L, b, head_kind(lua_tostring(L, 2))); break;
     case OP_WS_FRAME: n = try_ws_frame(L, s); break;
     case OP_RESP: n = try_resp(L, s); break;
     case OP_PG: n = try_pg(L, s); break;
@@ -202,9 +207,15 @@ static void on_read_timeout(luaio_timer *tm) {
   stream_wake_timeout(s, &s->reader, "read", s->read_wait);
 }
 
+static int read_from(lua_State *L, stream *s, int op);
+
+/* the read again once woken: self was checked when it began (its stack
+** slot is the same), but the stream may have closed meanwhile */
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  return stream_do_read(L, (int)ctx);
+  stream_box *box = lua_touserdata(L, 1);
+  if (!box->s) return stream_closed_error(L);
+  return read_from(L, box->s, (int)ctx);
 }
 
 static const char *const read_names[] = {
@@ -212,11 +223,10 @@ static const char *const read_names[] = {
   "stream:read_all", "stream:start_tls", "stream:_read_head", "stream:_read_ws_frame",
   "stream:_read_resp", "stream:_read_pg"};
 
-int stream_do_read(lua_State *L, int op) {
-  stream *s = stream_check(L, 1);
+static int read_from(lua_State *L, stream *s, int op) {
   /* a waiting function, even when the data is there already */
   luaio_task *t = luaio_need_task(L, read_names[op]);
-  lua_settop(L, op == OP_WS_FRAME || op == OP_PG ? 5 : 3);
+  lua_settop(L, op == OP_WS_FRAME || op == OP_PG ? 5 : op == OP_HEAD ? 4 : 3);
   int n = try_read(L, s, op);
   if (n >= 0) {
     if (!s->reading && s->rb.len < s->rb.limit) start_reading(s);   /* keep reading ahead */
@@ -246,6 +256,8 @@ int stream_do_read(lua_State *L, int op) {
   }
   return luaio_await(L, reader_cancel, s, op, read_k);
 }
+
+int stream_do_read(lua_State *L, int op) { return read_from(L, stream_check(L, 1), op); }
 
 static int l_read(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) {
@@ -277,12 +289,21 @@ static int l_read_until(lua_State *L) {
 static int l_read_all(lua_State *L) { return stream_do_read(L, OP_ALL); }
 
 /* _read_head("request" | "response" [, deadline]) ⏸ -> head | false | nil, status, reason;
-** deadline: a time of core.now() when the whole head must be in (TimeoutError) */
-static int l_read_head(lua_State *L) {
+** deadline: a time of core.now() when the whole head must be in (TimeoutError).
+** _read_head("server", seconds, mt) ⏸ -> request, keep_alive, has_body | false |
+** nil, status, reason: the server's lean request (luaio_http_push_request),
+** whole within seconds from now */
+int stream_l_read_head(lua_State *L) {
+  stream *s = stream_check_hot(L, 1);
   const char *kind = luaio_checkstring(L, 2);
-  if (strcmp(kind, "request") != 0 && strcmp(kind, "response") != 0)
-    return luaio_argerror(L, 2, "'request' or 'response' expected");
-  return stream_do_read(L, OP_HEAD);
+  if (strcmp(kind, kind[0] == 's' ? "server" : kind[2] == 'q' ? "request" : "response") != 0)
+    return luaio_argerror(L, 2, "'request', 'response' or 'server' expected");
+  if (kind[0] == 's') {           /* seconds from now: the deadline the waits share */
+    lua_Number seconds = luaio_checknumber(L, 3);
+    lua_pushnumber(L, luaio_now(s->h) + seconds);
+    lua_replace(L, 3);
+  }
+  return read_from(L, s, OP_HEAD);
 }
 
 /* _read_ws_frame(expect_masked, max_payload [, allow_rsv1]) ⏸ -> fin, opcode,
@@ -323,6 +344,6 @@ static int l_read_resp(lua_State *L) {
 
 const luaL_Reg stream_read_methods[] = {
   {"read", l_read}, {"read_exactly", l_read_exactly}, {"readline", l_readline},
-  {"read_until", l_read_until}, {"read_all", l_read_all}, {"_read_head", l_read_head},
+  {"read_until", l_read_until}, {"read_all", l_read_all}, 
   {"_read_ws_frame", l_read_ws_frame}, {"_read_resp", l_read_resp}, {"_read_pg", l_read_pg},
   {NULL, NULL}};

@@ -52,7 +52,7 @@ static int raise_tls_failure(lua_State *L, stream *s) {
   return lua_error(L);
 }
 
-int stream_tls_write(lua_State *L, stream *s, int n, size_t total) {
+int stream_tls_write(lua_State *L, stream *s, const uv_buf_t *bufs, int n, size_t total) {
   if (s->tls_failed) return raise_tls_failure(L, s);
   if (s->handshaking) return luaio_error(L, "TLSError", "HANDSHAKE_NOT_DONE", "write before the TLS handshake finished");
   /* small pieces (an HTTP head and its body) go out as one record: one
@@ -60,19 +60,17 @@ int stream_tls_write(lua_State *L, stream *s, int n, size_t total) {
   char *joined = n > 1 && total <= 16384 ? stream_scratch(s->h) : NULL;
   if (joined) {
     size_t pos = 0;
-    for (int i = 2; i <= n + 1; i++) {
-      size_t len;
-      const char *p = lua_tolstring(L, i, &len);
-      memcpy(joined + pos, p, len);
-      pos += len;
+    for (int i = 0; i < n; i++) {
+      memcpy(joined + pos, bufs[i].base, bufs[i].len);
+      pos += bufs[i].len;
     }
     if (luaio_tls_write(s->tls, joined, pos) != TLS_DONE) return raise_tls_failure(L, s);
     stream_tls_flush(s);
   } else {
     /* 64 KiB at a time, sent as it is encrypted: the output buffer stays small */
-    for (int i = 2; i <= n + 1 && !s->write_err; i++) {
-      size_t len;
-      const char *p = lua_tolstring(L, i, &len);
+    for (int i = 0; i < n && !s->write_err; i++) {
+      const char *p = bufs[i].base;
+      size_t len = bufs[i].len;
       for (size_t off = 0; off < len && !s->write_err; off += SCRATCH_SIZE) {
         size_t k = len - off < SCRATCH_SIZE ? len - off : SCRATCH_SIZE;
         if (luaio_tls_write(s->tls, p + off, k) != TLS_DONE) return raise_tls_failure(L, s);

@@ -16,6 +16,7 @@ local getmetatable = debug.getmetatable
 local new_error, arg_error, type_name, need_task = core.error, core.arg_error, core.type_name, core.need_task
 local check_self = check.check_self
 local headers_of, decode_query = common.headers_of, common.decode_query
+local parse_head = core.http_parse_head
 local type, tostring, error, pcall, setmetatable, rawget = type, tostring, error, pcall, setmetatable, rawget
 local math_type, fmt, find = math.type, string.format, string.find
 
@@ -24,8 +25,22 @@ local M = {}
 local Request = { __name = "luaio.http.Request" }
 local methods = {}
 
+-- The head's parts that few handlers look at are parsed from its bytes
+-- (_raw: the stream checked them already) on first use
+local function from_head(k)
+  return function(req)
+    local h = parse_head(rawget(req, "_raw"), "request")
+    if rawget(req, "headers") == nil then req.headers = headers_of(h.headers, h.repeated) end
+    if rawget(req, "target") == nil then req.target = h.target end
+    if rawget(req, "version") == nil then req.version = h.version end
+    return rawget(req, k)
+  end
+end
+
 -- fields computed on first use: most handlers never look
 local lazy = {
+  headers = from_head("headers"), target = from_head("target"), version = from_head("version"),
+  peer = function(req) return req._conn.peer end,
   query = function(req) return decode_query(rawget(req, "_query")) end,
   params = function() return {} end,             -- (a static route's, or none matched)
   cookies = function(req)
@@ -62,15 +77,15 @@ local function split_target(method, target)
   return nil
 end
 
--- a new request from its head, or nil when its target is unusable. The
--- head table (method, target, version, headers and the framing facts the
--- parser found) becomes the request itself: one table fewer per request.
-function M.new(conn, head)
-  local path, query = split_target(head.method, head.target)
+-- The stream reads the request (its _read_head "server": method, path and
+-- query of an origin-form target, the head's bytes, the body's framing)
+-- and splits origin-form targets; the others ("*", absolute form) here:
+-- true, or nil when the target is unusable.
+function M.split(req)
+  local path, query = split_target(req.method, req.target)
   if not path then return nil end
-  head.path, head._query, head.peer, head._conn, head._head = path, query, conn.peer, conn, head
-  headers_of(head.headers, head.repeated)     -- (get_all sees each repeated field)
-  return setmetatable(head, Request)
+  req.path, req._query = path, query
+  return true
 end
 
 -- "100 Continue" once the handler starts reading, unless its answer began
@@ -81,34 +96,33 @@ local function send_continue(req)
   end
 end
 
-local function has_body(head) return head.chunked or (head.content_length or 0) > 0 end
+local function has_body(req) return rawget(req, "chunked") or (rawget(req, "content_length") or 0) > 0 end
 
 -- The body's reader, made on first use: by run_handler, or earlier by a
 -- middleware that reads the body (the server's max_body then, until the
 -- route is known). nil when the request has no body.
 local function reader_of(req)
   local r = rawget(req, "_reader")
-  if r or not has_body(req._head) then return r end
-  local conn, head = req._conn, req._head
+  if r or not has_body(req) then return r end
+  local conn = req._conn
   local max = rawget(req, "_max") or conn.max_body
-  local length = head.content_length
+  local length = rawget(req, "content_length")
   if length and length > max then error(abort(413, fmt("body larger than %d bytes", max)), 0) end
-  r = body.reader(conn.stream, head.chunked and "chunked" or "length", length, max,
-    head.expect_continue and send_continue(req) or nil, true)
+  r = body.reader(conn.stream, rawget(req, "chunked") and "chunked" or "length", length, max,
+    rawget(req, "expect_continue") and send_continue(req) or nil, true)
   req._reader = r
   return r
 end
 
 -- run the route's handler: the body first, unless the route streams it
 function M.run_handler(req, route)
-  local head = req._head
-  if not head.chunked and not head.content_length and rawget(req, "_reader") == nil then
-    if not route.stream_body then req.body = "" end      -- no body: the common case
+  local length = rawget(req, "content_length")
+  if not length and not rawget(req, "chunked") and rawget(req, "_reader") == nil then
+    if not route.stream_body then req.body = "" end      -- no body
     return route.handler(req)
   end
   local max = route.max_body or req._conn.max_body
   req._max = max
-  local length = req._head.content_length
   local r = rawget(req, "_reader")
   -- (a middleware that read, before the route was known, read within the server's limit)
   if (length and length > max) or (r and r._total > max) then
@@ -136,8 +150,7 @@ end
 function M.finished(req)
   local r = rawget(req, "_reader")
   if r then return r._state == "done" end
-  local head = req._head
-  return not head.chunked and (head.content_length or 0) == 0
+  return not has_body(req)
 end
 
 function M.writer_of(req) return rawget(req, "_res") end
@@ -238,6 +251,7 @@ function methods:respond(status, headers)
   if rawget(self, "_res") then error(new_error("RuntimeError", "the response was already started"), 2) end
   local res = response.writer(self, self._conn, status, headers, 1, 3)
   self._res = res
+  self._conn.streamed = true      -- (the server's fast answer is off)
   return res
 end
 
@@ -257,6 +271,7 @@ function methods:sse(headers)
   end
   local res = response.writer(self, self._conn, 200, h, 1, 2)
   self._res = res
+  self._conn.streamed = true
   return response.sse(res)
 end
 

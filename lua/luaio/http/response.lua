@@ -1,7 +1,7 @@
 -- Server responses (API.md §6, §6b): a whole response in one write (the
--- common case, kept cheap: the head goes out as separate strings in one
--- writev, the status, Date and length lines cached), and streamed ones —
--- the writer of req:respond (chunked unless the headers set a
+-- common case, kept cheap: the stream assembles status line, headers, its
+-- cached Date line and the body natively, http_respond.c), and streamed
+-- ones — the writer of req:respond (chunked unless the headers set a
 -- Content-Length) and the Server-Sent Events writer of req:sse on top of it.
 local core = require "luaio.core"
 local check = require "luaio.check"
@@ -22,22 +22,14 @@ local status_lines = setmetatable({}, { __index = function(t, status)
   t[status] = line
   return line
 end })
-local date_second, date_lines
-local function date_and_server()
-  local now = os.time()
-  if now ~= date_second then
-    date_second, date_lines = now, "Date: " .. os.date("!%a, %d %b %Y %H:%M:%S GMT", now) .. "\r\nServer: luaio\r\n"
-  end
-  return date_lines
-end
+M.status_lines = status_lines
+
+-- stream:_http_response's flags (http_respond.c)
+local TYPED, SIZED, CLOSE, HEAD_ONLY = 1, 2, 4, 8
+M.CLOSE, M.HEAD_ONLY = CLOSE, HEAD_ONLY
 
 local NO_HEADERS = setmetatable({}, { __newindex = function() error("NO_HEADERS is read-only", 2) end })
 M.NO_HEADERS = NO_HEADERS
-local length_lines = setmetatable({}, { __index = function(t, n)
-  local line = "Content-Length: " .. n .. "\r\n"
-  if n < 4096 then t[n] = line end   -- the common sizes, bounded
-  return line
-end })
 
 local function has_no_body(status)
   return status < 200 or status == 204 or status == 304
@@ -46,22 +38,21 @@ end
 -- A whole response: status line, headers, ours, body. false, why when a
 -- header cannot be sent (nothing was written then).
 function M.send_head(conn, status, headers, body, head_only)
-  local extra, has_type, has_length = "", false, false
+  local extra, flags = "", 0
   if next(headers) ~= nil then
+    local has_type, has_length
     extra, has_type, has_length = header_block(headers)
     if not extra then return false, "a bad header: " .. has_type end
+    flags = (has_type and TYPED or 0) + (has_length and SIZED or 0)
   end
   if has_no_body(status) then
     -- no body, and none of our Content-Type/Length: a 1xx or 204 has none
     -- and a 304's would describe the resource (RFC 9110 8.6, 15.4.5)
-    body, has_type, has_length = "", true, true
+    body, flags = "", TYPED + SIZED
   end
-  conn.stream:write(status_lines[status], extra,
-    (has_type or body == "") and "" or "Content-Type: text/plain; charset=utf-8\r\n",
-    has_length and "" or length_lines[#body],
-    date_and_server(), conn.extra_head,
-    conn.keep_alive and "\r\n" or "Connection: close\r\n\r\n",
-    head_only and "" or body)
+  if not conn.keep_alive then flags = flags + CLOSE end
+  if head_only then flags = flags + HEAD_ONLY end
+  conn.stream:_http_response(status_lines[status], extra, body, flags, conn.extra_head)
   return true
 end
 
@@ -100,16 +91,24 @@ end
 -- A write that failed because the peer left is a ConnectionError. The
 -- connection remembers that its client is gone (or stopped reading for
 -- body_timeout seconds): the server does not log a handler that ends by it.
+local function write_failed(conn, err)
+  if is_error(err, "OSError") and (err.code == "EPIPE" or err.code == "EBADF") then
+    err = new_error("ConnectionError", "the client went away: " .. tostring(err.message), { code = err.code })
+  end
+  if is_error(err, "ConnectionError") or is_error(err, "TimeoutError") then conn.gone = true end
+  error(err, 0)
+end
 local function write(conn, ...)
   local stream = conn.stream
   local ok, err = pcall(stream.write, stream, ...)
-  if not ok then
-    if is_error(err, "OSError") and (err.code == "EPIPE" or err.code == "EBADF") then
-      err = new_error("ConnectionError", "the client went away: " .. tostring(err.message), { code = err.code })
-    end
-    if is_error(err, "ConnectionError") or is_error(err, "TimeoutError") then conn.gone = true end
-    error(err, 0)
-  end
+  if not ok then write_failed(conn, err) end
+end
+
+-- a streamed answer's head (as write, for a client that went away)
+local function write_head(conn, line, headers, flags)
+  local stream = conn.stream
+  local ok, err = pcall(stream._http_response, stream, line, headers, "", flags, conn.extra_head)
+  if not ok then write_failed(conn, err) end
 end
 
 -- req:respond's and req:sse's work: the head goes out now; -> Writer.
@@ -135,10 +134,8 @@ function M.writer(req, conn, status, headers, level, argn)
   -- (_stream: files.lua raises its high-water mark while it sends)
   local w = setmetatable({ _stream = conn.stream, _conn = conn, _framing = framing, _left = left,
     status = status, bytes = 0, closed = false }, Writer)
-  write(conn, status_lines[status], extra,
-    (has_type or has_no_body(status)) and "" or "Content-Type: application/octet-stream\r\n",
-    te, date_and_server(), conn.extra_head,
-    conn.keep_alive and "\r\n" or "Connection: close\r\n\r\n")
+  if not (has_type or has_no_body(status)) then extra = extra .. "Content-Type: application/octet-stream\r\n" end
+  write_head(conn, status_lines[status], extra .. te, conn.keep_alive and TYPED + SIZED or TYPED + SIZED + CLOSE)
   return w
 end
 

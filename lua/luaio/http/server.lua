@@ -19,6 +19,8 @@ local check_self, check_callable = check.check_self, check.check_callable
 local check_arg, check_opts, headers_of = common.check_arg, common.check_opts, common.headers_of
 local REASONS = common.REASONS
 local send_head, send_simple, NO_HEADERS = response.send_head, response.send_simple, response.NO_HEADERS
+local CLOSE, HEAD_ONLY, OK_LINE = response.CLOSE, response.HEAD_ONLY, response.status_lines[200]
+local Request, run_handler = request.Request, request.run_handler
 local concat, type, tostring, error, pcall, xpcall = table.concat, type, tostring, error, pcall, xpcall
 local setmetatable, math_type = setmetatable, math.type
 local fmt = string.format
@@ -108,9 +110,11 @@ local function traceback_of(err)
   return debug.traceback(tostring(err), 2)
 end
 
--- the innermost layer: route, read the body as the route wants, run the handler
+-- the innermost layer: route, read the body as the route wants, run the
+-- handler. plain: the request has no body and nothing read it (the
+-- server's own call, no middleware): its handler runs at once.
 local find = App.find
-local function dispatch(app, req)
+local function dispatch(app, req, plain)
   local method, path = req.method, req.path
   -- (a static route has no params: req.params is made on first use)
   local route, params_or_status, allow = app._static[path], nil, nil
@@ -122,7 +126,13 @@ local function dispatch(app, req)
     end
     if params_or_status then req.params = params_or_status end
   end
-  local ok, b, st, hd = xpcall(request.run_handler, traceback_of, req, route)
+  local ok, b, st, hd
+  if plain and not route.stream_body then
+    req.body = ""
+    ok, b, st, hd = xpcall(route.handler, traceback_of, req)
+  else
+    ok, b, st, hd = xpcall(run_handler, traceback_of, req, route)
+  end
   if not ok then return error_response(req, b) end
   return b, st, hd
 end
@@ -135,7 +145,7 @@ local function run_chain(app, req)
     local mw = chain[i]
     if not mw then return dispatch(app, r) end
     return mw(r, function(inner_req)
-      if inner_req ~= nil and getmetatable(inner_req) ~= request.Request then
+      if inner_req ~= nil and getmetatable(inner_req) ~= Request then
         arg_error(1, "luaio.http.Request expected, got " .. type_name(inner_req))
       end
       local b, st, hd, close = layer(i + 1, inner_req or r)
@@ -240,13 +250,6 @@ end
 -- send what the handler returned; -> status, bytes of body sent, true
 -- when the connection has to end (an answer cut short)
 local function send_result(conn, req, b, st, hd)
-  -- the common case first: a string, no headers, nothing streamed or compressed
-  if type(b) == "string" and hd == nil and (st == nil or st == 200) and not conn.compress
-     and rawget(req, "_res") == nil and conn.body_done then
-    local head_only = req.method == "HEAD"
-    send_head(conn, 200, NO_HEADERS, b, head_only)
-    return 200, head_only and 0 or #b
-  end
   local res = rawget(req, "_res")
   if res then
     -- the handler failed after respond: its client must see the answer
@@ -292,40 +295,61 @@ local function access_log(conn, req, status, size, t0)
   end
 end
 
--- The request head: head, or false when the connection ends (clean EOF,
--- idle timeout, a bad head: answered)
--- (a TimeoutError raised here reaches handle_connection, which answers it:
--- no pcall per request)
-local function read_request_head(conn, first)
+-- One request: read, route, answer. Returns false when the connection
+-- ends (a clean EOF, an idle timeout, a bad head: answered). A
+-- TimeoutError raised while reading the head reaches serve_connection,
+-- which answers it: no pcall per request.
+local function serve_request(conn, first)
   local stream = conn.stream
   conn.reading_head = true
-  local head, status = stream:_read_head("request", aio_now() + (first and conn.header_timeout or conn.keepalive_timeout))
+  local req, keep_alive, has_body = stream:_read_head("server",
+    first and conn.header_timeout or conn.keepalive_timeout, Request)
   conn.reading_head = false
-  if head == false then return false end
-  if not head then
-    pcall(send_simple, conn, status)
+  if not req then
+    if req == nil then pcall(send_simple, conn, keep_alive) end   -- (the status to answer)
     return false
   end
-  return head
-end
-
--- one request: read, route, answer. Returns false when the connection ends.
-local function serve_request(conn, first)
-  local head = read_request_head(conn, first)
-  if not head then return false end
   local t0 = conn.access_log and aio_now()
-  local req = request.new(conn, head)
-  if not req then
+  req._conn = conn
+  if req.path == nil and not request.split(req) then
     send_simple(conn, 400)
     return false
   end
-  conn.keep_alive = head.keep_alive and not conn.draining
-  local b, st, hd, close = run_chain(conn.app, req)
-  if close or rawget(req, "_gone") then return false end
+  conn.keep_alive = keep_alive and not conn.draining
+  local app, method = conn.app, req.method
+  local b, st, hd, close
+  local route = app._static[req.path]
+  -- (gone: no answer; a WebSocket that took the connection over returns nothing)
+  if app._middleware[1] == nil then
+    if route and not has_body and not route.stream_body and (not route.methods or route.methods[method]) then
+      -- the common case: a route found by its path, no body: dispatch's work, inline
+      req.body = ""
+      local ok
+      ok, b, st, hd = xpcall(route.handler, traceback_of, req)
+      if not ok then b, st, hd, close = error_response(req, b) end
+    else
+      b, st, hd, close = dispatch(app, req, not has_body)
+    end
+    if b == nil and not close then close = rawget(req, "_gone") end
+  else
+    b, st, hd, close = run_chain(app, req)
+    if not close then close = rawget(req, "_gone") end
+  end
+  if close then return false end
   -- a body left unread (or half read) makes the next request's start unknown
-  local done = request.finished(req)
+  local done = not has_body or request.finished(req)
   conn.body_done, conn.unread = done, not done
-  local status, size, cut = send_result(conn, req, b, st, hd)
+  local status, size, cut
+  -- the common case: a string, no headers, nothing streamed or compressed
+  -- (_http_response refuses, writing nothing, a body that is not a string)
+  if hd == nil and (st == nil or st == 200) and done and not conn.compress and not conn.streamed
+     and stream:_http_response(OK_LINE, "", b, (conn.keep_alive and 0 or CLOSE)
+       + (method == "HEAD" and HEAD_ONLY or 0), conn.extra_head) ~= false then
+    status, size = 200, method == "HEAD" and 0 or #b
+  else
+    status, size, cut = send_result(conn, req, b, st, hd)
+    conn.streamed = false
+  end
   if conn.access_log then access_log(conn, req, status, size, t0) end
   if cut then return false end
   return conn.keep_alive and done
@@ -382,7 +406,7 @@ local function serve_connection(self, stream, opts, live)
     body_timeout = opt("body_timeout"), max_header = opt("max_header"),   -- (set above; kept to be seen)
     max_body = opt("max_body"), compress = opts.compress, access_log = opts.access_log or nil,
     extra_head = (opts.hsts and stream:tls_info() ~= nil) and hsts_line(opts.hsts) or "",
-    keep_alive = true, first = true, reading_head = false, body_done = true, unread = false,
+    keep_alive = true, first = true, reading_head = false, body_done = true, unread = false, streamed = false,
     draining = live ~= nil and live.closed, task = live and core.current_task() }
   if live then live.conns[conn] = true end
   local ok, err = pcall(function()
