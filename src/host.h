@@ -59,6 +59,7 @@ struct luaio_host {
     uint32_t *free, free_len, free_cap;
   } anchors;
   int failed_ref;      /* registry ref: weak set of failed tasks, swept at loop close */
+  int task_mt_ref;     /* registry ref: the Task metatable (spawn sets it without a lookup by name) */
   uint32_t task_seq;   /* tasks spawned so far (the last id) */
   uint32_t pending;    /* tasks not ended */
   uint32_t native_waits;   /* tasks in luaio_await: no deadlock verdict while > 0 */

@@ -193,7 +193,8 @@ luaio_task *luaio_task_new(lua_State *L, luaio_host *h) {
   luaio_task *t = lua_newuserdatauv(L, sizeof *t, 2);
   memset(t, 0, sizeof *t);
   t->magic = LUAIO_TASK_MAGIC;
-  luaL_setmetatable(L, LUAIO_TASK_MT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->task_mt_ref);
+  lua_setmetatable(L, -2);
   t->host = h;
   t->co = lua_newthread(L);
   lua_setiuservalue(L, -2, 1);

@@ -266,8 +266,10 @@ void luaio_open_task(lua_State *L, luaio_host *h) {
     if (failed) {
       lua_pushcfunction(L, luaio_task_gc);
       lua_setfield(L, -2, "__gc");
+      lua_pop(L, 1);
+    } else {
+      h->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    lua_pop(L, 1);
   }
   lua_setfield(L, -2, "task_methods");
   static const luaL_Reg funcs[] = {
