@@ -419,20 +419,20 @@ static void describe_sleep(lua_State *L, void *data) {
   lua_pushstring(L, buf);
 }
 
+/* (the arguments stay on the stack while it waits: the resume's count of
+** values starts above them, so sleep returns nothing) */
 static int l_sleep(lua_State *L) {
-  luaio_host *h = luaio_upvalue_host(L);
   double sec = luaio_checknumber(L, 1);
   if (!(sec >= 0)) return luaio_argerror(L, 1, "sleep length must be a non-negative number");
   luaio_task *t = need_task(L);
-  lua_settop(L, 0);
   if (t->flags & TF_CANCEL) raise_pending_cancel(L, t);
   if (sec == 0) {
     /* still RUNNING when it yields: run_task puts it at the back of the queue */
     t->k = NULL;
-    return yield_marked(L, 0, await_k);
+    return yield_marked(L, lua_gettop(L), await_k);
   }
   t->timer.fire = sleep_fire;
-  luaio_timer_arm(h, &t->timer, sec);
+  luaio_timer_arm(luaio_upvalue_host(L), &t->timer, sec);
   return luaio_await(L, sleep_cancel, t, 0, NULL);
 }
 
