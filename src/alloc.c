@@ -20,10 +20,14 @@
 ** back to the kernel (munmap: a hole in its chunk), so a burst of small
 ** objects does not stay reserved; at lua_close they all wait for the
 ** chunks' whole unmap instead. Bigger blocks go to malloc/realloc/free.
+** A closed arena's chunks without holes go to a small pool shared by the
+** process (under a lock: hosts may live on several threads), so an embedder
+** making host after host reuses memory already faulted in.
 **
 ** No locks: one arena per lua_State, and a state is used by one thread at a
 ** time (nothing in luaio calls a state's allocator from another thread).
 */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +39,7 @@
 #define N_CLASSES (LUAIO_ARENA_SMALL_MAX / CLASS_STEP)
 #define CHUNK_PAGES 16          /* pages are reserved 1 MiB at a time */
 #define CACHED_PAGES_MAX 8      /* empty pages kept for reuse (512 KiB) */
+#define POOLED_CHUNKS_MAX 4     /* chunks kept between arenas (4 MiB) */
 
 typedef struct free_block { struct free_block *next; } free_block;
 
@@ -60,6 +65,7 @@ struct luaio_arena {
   size_t carve_left;            /* pages left there */
   char **chunks;                /* every chunk reserved, unmapped whole at the end */
   size_t n_chunks, chunks_cap;
+  size_t holes;                 /* pages unmapped inside chunks */
   int closing;                  /* lua_close runs: empty pages wait for the whole unmap */
 };
 
@@ -76,15 +82,57 @@ static int over_limit(const luaio_arena *a, size_t more) {
 
 #define CHUNK_BYTES (CHUNK_PAGES * PAGE_SIZE_BYTES)
 
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *pooled_chunks[POOLED_CHUNKS_MAX];
+static int n_pooled;
+
+static char *take_pooled_chunk(void) {
+  pthread_mutex_lock(&pool_lock);
+  char *m = n_pooled > 0 ? pooled_chunks[--n_pooled] : NULL;
+  pthread_mutex_unlock(&pool_lock);
+  return m;
+}
+
+static void give_back_chunk(char *m, int whole) {
+  if (whole) {
+    pthread_mutex_lock(&pool_lock);
+    if (n_pooled < POOLED_CHUNKS_MAX) {
+      pooled_chunks[n_pooled++] = m;
+      m = NULL;
+    }
+    pthread_mutex_unlock(&pool_lock);
+  }
+  if (m) munmap(m, CHUNK_BYTES);   /* holes included */
+}
+
 static void *map_fresh(void *where, size_t size) {
   void *m = mmap(where, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return m == MAP_FAILED ? NULL : m;
 }
 
-/* A chunk of pages aligned to 64 KiB: first where the last one ended
+/* A fresh chunk of pages aligned to 64 KiB: first where the last one ended
 ** (mappings grow downwards, so one call usually suffices), else mapped a page
-** larger and trimmed. Pages come from chunks so that a host maps and unmaps
-** a few chunks, not one page at a time. */
+** larger and trimmed. */
+static char *map_chunk(luaio_arena *a) {
+  char *m = a->hint ? map_fresh(a->hint, CHUNK_BYTES) : NULL;
+  if (m && ((uintptr_t)m & (PAGE_SIZE_BYTES - 1)) != 0) {
+    munmap(m, CHUNK_BYTES);
+    m = NULL;
+  }
+  if (!m) {
+    char *raw = map_fresh(NULL, CHUNK_BYTES + PAGE_SIZE_BYTES);
+    if (!raw) return NULL;
+    m = (char *)(((uintptr_t)raw + PAGE_SIZE_BYTES - 1) & ~(uintptr_t)(PAGE_SIZE_BYTES - 1));
+    if (m > raw) munmap(raw, (size_t)(m - raw));
+    char *tail = m + CHUNK_BYTES, *raw_end = raw + CHUNK_BYTES + PAGE_SIZE_BYTES;
+    if (raw_end > tail) munmap(tail, (size_t)(raw_end - tail));
+  }
+  a->hint = m > (char *)CHUNK_BYTES ? m - CHUNK_BYTES : NULL;
+  return m;
+}
+
+/* Pages come from chunks so that a host maps and unmaps a few chunks, not
+** one page at a time; a pooled chunk first. */
 static int reserve_chunk(luaio_arena *a) {
   if (a->n_chunks == a->chunks_cap) {
     size_t cap = a->chunks_cap ? 2 * a->chunks_cap : 8;
@@ -93,20 +141,8 @@ static int reserve_chunk(luaio_arena *a) {
     a->chunks = grown;
     a->chunks_cap = cap;
   }
-  char *m = a->hint ? map_fresh(a->hint, CHUNK_BYTES) : NULL;
-  if (m && ((uintptr_t)m & (PAGE_SIZE_BYTES - 1)) != 0) {
-    munmap(m, CHUNK_BYTES);
-    m = NULL;
-  }
-  if (!m) {
-    char *raw = map_fresh(NULL, CHUNK_BYTES + PAGE_SIZE_BYTES);
-    if (!raw) return 0;
-    m = (char *)(((uintptr_t)raw + PAGE_SIZE_BYTES - 1) & ~(uintptr_t)(PAGE_SIZE_BYTES - 1));
-    if (m > raw) munmap(raw, (size_t)(m - raw));
-    char *tail = m + CHUNK_BYTES, *raw_end = raw + CHUNK_BYTES + PAGE_SIZE_BYTES;
-    if (raw_end > tail) munmap(tail, (size_t)(raw_end - tail));
-  }
-  a->hint = m > (char *)CHUNK_BYTES ? m - CHUNK_BYTES : NULL;
+  char *m = take_pooled_chunk();
+  if (!m && !(m = map_chunk(a))) return 0;
   a->chunks[a->n_chunks++] = m;
   a->carve = m;
   a->carve_left = CHUNK_PAGES;
@@ -127,6 +163,7 @@ static page *map_page(luaio_arena *a) {
 static void unmap_page(luaio_arena *a, page *p) {
   munmap(p, PAGE_SIZE_BYTES);
   a->pages_mapped--;
+  a->holes++;
 }
 
 /* ---- a class's pages with room ------------------------------------------ */
@@ -263,7 +300,7 @@ void luaio_arena_closing(luaio_arena *a) { a->closing = 1; }
 
 void luaio_arena_free(luaio_arena *a) {
   if (!a) return;
-  for (size_t i = 0; i < a->n_chunks; i++) munmap(a->chunks[i], CHUNK_BYTES);   /* holes included */
+  for (size_t i = 0; i < a->n_chunks; i++) give_back_chunk(a->chunks[i], a->holes == 0);
   free(a->chunks);
   free(a);
 }

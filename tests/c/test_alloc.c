@@ -2,7 +2,8 @@
 ** tests/c/test_alloc.c — the arena allocator of luaio's Lua states
 ** (src/alloc.c) against lua_Alloc's contract: random work checked against
 ** fill patterns, every size class boundary, resizes across classes and to
-** and from malloc's blocks, pages given back, failures that leave blocks
+** and from malloc's blocks, pages given back, chunks passed from a closed
+** arena to the next, failures that leave blocks
 ** intact, and a Lua state living on it through waves of garbage.
 */
 #include <stdint.h>
@@ -181,6 +182,20 @@ static void test_pages_returned(void) {
   luaio_arena_free(a);
 }
 
+/* a closed arena's chunks (without holes) serve the next arena: no new faults */
+static void test_chunks_reused(void) {
+  luaio_arena *a = luaio_arena_new();
+  void *first = arena_call(a, NULL, 0, 100);
+  uintptr_t first_page = (uintptr_t)first & ~(uintptr_t)0xffff;
+  arena_call(a, first, 100, 0);
+  luaio_arena_free(a);
+  luaio_arena *b = luaio_arena_new();
+  void *again = arena_call(b, NULL, 0, 100);
+  CHECK(((uintptr_t)again & ~(uintptr_t)0xffff) == first_page, "the next arena starts in the same chunk");
+  arena_call(b, again, 100, 0);
+  luaio_arena_free(b);
+}
+
 /* ---- failures ------------------------------------------------------------------ */
 
 static void test_failure(void) {
@@ -261,7 +276,7 @@ int main(int argc, char **argv) {
   const char *only = argc > 1 ? argv[1] : NULL;
   static const struct { const char *name; void (*fn)(void); } tests[] = {
     {"random", test_random}, {"boundaries", test_boundaries}, {"across", test_across},
-    {"pages", test_pages_returned}, {"failure", test_failure}, {"lua", test_lua_state},
+    {"pages", test_pages_returned}, {"reuse", test_chunks_reused}, {"failure", test_failure}, {"lua", test_lua_state},
     {"choice", test_choice}};
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
     if (!only || strcmp(only, tests[i].name) == 0) tests[i].fn();
