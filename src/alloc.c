@@ -17,16 +17,19 @@
 ** and a count of live blocks. Pages are carved from 1 MiB chunks (a few
 ** mmap calls per host, not one per page). Pages with room are listed per
 ** class; a page whose last block is freed goes to a small cache, beyond it
-** back to the kernel (munmap: a hole in its chunk), so a burst of small
-** objects does not stay reserved; at lua_close they all wait for the
-** chunks' whole unmap instead. Bigger blocks go to malloc/realloc/free.
-** A closed arena's chunks without holes go to a small pool shared by the
+** its memory goes back to the kernel (madvise MADV_DONTNEED), so a burst of
+** small objects does not stay resident; the page stays reserved for reuse
+** (not munmap: a hole in a chunk could be mapped by someone else before the
+** chunk's final unmap). At lua_close the pages wait for the chunks' whole
+** unmap instead. Bigger blocks go to malloc/realloc/free.
+** A closed arena's chunks go to a small pool shared by the
 ** process (under a lock: hosts may live on several threads), so an embedder
 ** making host after host reuses memory already faulted in.
 **
 ** No locks: one arena per lua_State, and a state is used by one thread at a
 ** time (nothing in luaio calls a state's allocator from another thread).
 */
+#define _DEFAULT_SOURCE   /* MAP_ANONYMOUS under a strict -std */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -58,14 +61,15 @@ typedef struct page {
 struct luaio_arena {
   page *with_room[N_CLASSES];   /* pages with a free or never-used block */
   page *cache;                  /* empty pages, by `next` */
-  size_t n_cached, pages_mapped, small_blocks, big_bytes;
+  size_t n_cached, pages_resident, small_blocks, big_bytes;
   size_t limit;                 /* bytes; 0: none */
   char *hint;                   /* where the next chunk is asked for (below the last) */
   char *carve;                  /* the newest chunk's next page never handed out */
   size_t carve_left;            /* pages left there */
   char **chunks;                /* every chunk reserved, unmapped whole at the end */
   size_t n_chunks, chunks_cap;
-  size_t holes;                 /* pages unmapped inside chunks */
+  page **released;              /* pages whose memory went back to the kernel */
+  size_t n_released, released_cap;
   int closing;                  /* lua_close runs: empty pages wait for the whole unmap */
 };
 
@@ -75,7 +79,7 @@ static inline page *page_of(void *block) {
 }
 
 static int over_limit(const luaio_arena *a, size_t more) {
-  return a->limit && a->pages_mapped * PAGE_SIZE_BYTES + a->big_bytes + more > a->limit;
+  return a->limit && a->pages_resident * PAGE_SIZE_BYTES + a->big_bytes + more > a->limit;
 }
 
 /* ---- pages from the kernel --------------------------------------------- */
@@ -93,16 +97,14 @@ static char *take_pooled_chunk(void) {
   return m;
 }
 
-static void give_back_chunk(char *m, int whole) {
-  if (whole) {
-    pthread_mutex_lock(&pool_lock);
-    if (n_pooled < POOLED_CHUNKS_MAX) {
-      pooled_chunks[n_pooled++] = m;
-      m = NULL;
-    }
-    pthread_mutex_unlock(&pool_lock);
+static void give_back_chunk(char *m) {
+  pthread_mutex_lock(&pool_lock);
+  if (n_pooled < POOLED_CHUNKS_MAX) {
+    pooled_chunks[n_pooled++] = m;
+    m = NULL;
   }
-  if (m) munmap(m, CHUNK_BYTES);   /* holes included */
+  pthread_mutex_unlock(&pool_lock);
+  if (m) munmap(m, CHUNK_BYTES);
 }
 
 static void *map_fresh(void *where, size_t size) {
@@ -149,21 +151,40 @@ static int reserve_chunk(luaio_arena *a) {
   return 1;
 }
 
-static page *map_page(luaio_arena *a) {
+/* A page for a class: a cached one, a released one (faulted in again as
+** it is used), or the next of the newest chunk. */
+static page *take_page(luaio_arena *a) {
+  if (a->cache) {
+    page *p = a->cache;
+    a->cache = p->next;
+    a->n_cached--;
+    return p;
+  }
   if (over_limit(a, PAGE_SIZE_BYTES)) return NULL;
-  if (a->carve_left == 0 && !reserve_chunk(a)) return NULL;
-  page *p = (page *)a->carve;
-  a->carve += PAGE_SIZE_BYTES;
-  a->carve_left--;
-  a->pages_mapped++;
+  page *p;
+  if (a->n_released > 0) p = a->released[--a->n_released];
+  else if (a->carve_left > 0 || reserve_chunk(a)) {
+    p = (page *)a->carve;
+    a->carve += PAGE_SIZE_BYTES;
+    a->carve_left--;
+  } else return NULL;
+  a->pages_resident++;
   return p;
 }
 
-/* (a hole in its chunk: never handed out again; the final unmap skips it) */
-static void unmap_page(luaio_arena *a, page *p) {
-  munmap(p, PAGE_SIZE_BYTES);
-  a->pages_mapped--;
-  a->holes++;
+/* Its memory back to the kernel; 0 when it cannot be recorded for reuse. */
+static int release_page(luaio_arena *a, page *p) {
+  if (a->n_released == a->released_cap) {
+    size_t cap = a->released_cap ? 2 * a->released_cap : 64;
+    page **grown = realloc(a->released, cap * sizeof *grown);
+    if (!grown) return 0;
+    a->released = grown;
+    a->released_cap = cap;
+  }
+  madvise(p, PAGE_SIZE_BYTES, MADV_DONTNEED);
+  a->released[a->n_released++] = p;
+  a->pages_resident--;
+  return 1;
 }
 
 /* ---- a class's pages with room ------------------------------------------ */
@@ -185,13 +206,8 @@ static void unlist_page(luaio_arena *a, page *p) {
 }
 
 static page *new_page(luaio_arena *a, uint32_t cls) {
-  page *p = a->cache;
-  if (p) {
-    a->cache = p->next;
-    a->n_cached--;
-  } else if (!(p = map_page(a))) {
-    return NULL;
-  }
+  page *p = take_page(a);
+  if (!p) return NULL;
   p->free = NULL;
   p->bump = (char *)p + PAGE_HEADER;
   p->live = 0;
@@ -201,16 +217,13 @@ static page *new_page(luaio_arena *a, uint32_t cls) {
   return p;
 }
 
-/* An empty page leaves its class: to the cache, or back to the kernel. */
+/* An empty page leaves its class: to the cache, or its memory back to the kernel. */
 static void retire_page(luaio_arena *a, page *p) {
   unlist_page(a, p);
-  if (a->n_cached < CACHED_PAGES_MAX || a->closing) {
-    p->next = a->cache;
-    a->cache = p;
-    a->n_cached++;
-  } else {
-    unmap_page(a, p);
-  }
+  if ((a->n_cached >= CACHED_PAGES_MAX && !a->closing) && release_page(a, p)) return;
+  p->next = a->cache;
+  a->cache = p;
+  a->n_cached++;
 }
 
 /* ---- small blocks ------------------------------------------------------- */
@@ -300,13 +313,14 @@ void luaio_arena_closing(luaio_arena *a) { a->closing = 1; }
 
 void luaio_arena_free(luaio_arena *a) {
   if (!a) return;
-  for (size_t i = 0; i < a->n_chunks; i++) give_back_chunk(a->chunks[i], a->holes == 0);
+  for (size_t i = 0; i < a->n_chunks; i++) give_back_chunk(a->chunks[i]);
   free(a->chunks);
+  free(a->released);
   free(a);
 }
 
 void luaio_arena_get_stats(const luaio_arena *a, luaio_arena_stats *out) {
-  out->pages_mapped = a->pages_mapped;
+  out->pages_resident = a->pages_resident;
   out->pages_cached = a->n_cached;
   out->small_blocks = a->small_blocks;
   out->big_bytes = a->big_bytes;

@@ -15,7 +15,7 @@ typedef struct luaio_arena luaio_arena;
 
 /* What an arena holds now (the C test counts pages through it). */
 typedef struct {
-  size_t pages_mapped;    /* 64 KiB pages mapped, cached ones included */
+  size_t pages_resident;  /* 64 KiB pages holding memory, cached ones included */
   size_t pages_cached;    /* empty pages kept for reuse */
   size_t small_blocks;    /* blocks of the size classes handed out */
   size_t big_bytes;       /* bytes handed out by malloc (blocks over the classes) */

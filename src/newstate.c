@@ -11,6 +11,7 @@
 #include <lauxlib.h>
 #include "alloc.h"
 
+#ifndef LUAIO_UNDER_SANITIZER
 /* A valgrind tool that replaces malloc preloads vgpreload_<tool>; callgrind
 ** and cachegrind preload only vgpreload_core, and they measure the arena as
 ** it runs for real (RUNNING_ON_VALGRIND would not tell them apart). */
@@ -21,6 +22,7 @@ static int under_malloc_watching_valgrind(void) {
   }
   return 0;
 }
+#endif
 
 int luaio_arena_wanted(void) {
   const char *choice = getenv("LUAIO_ALLOC");
