@@ -46,6 +46,21 @@
 
 typedef struct free_block { struct free_block *next; } free_block;
 
+/* A growable stack of addresses (chunks, released pages), from malloc. */
+typedef struct { void **items; size_t len, cap; } address_stack;
+
+static int push_address(address_stack *s, void *address) {
+  if (s->len == s->cap) {
+    size_t cap = s->cap ? 2 * s->cap : 16;
+    void **grown = realloc(s->items, cap * sizeof *grown);
+    if (!grown) return 0;
+    s->items = grown;
+    s->cap = cap;
+  }
+  s->items[s->len++] = address;
+  return 1;
+}
+
 typedef struct page {
   struct page *prev, *next;     /* in its class's list of pages with room, or the cache */
   free_block *free;             /* blocks freed, to reuse first */
@@ -66,10 +81,8 @@ struct luaio_arena {
   char *hint;                   /* where the next chunk is asked for (below the last) */
   char *carve;                  /* the newest chunk's next page never handed out */
   size_t carve_left;            /* pages left there */
-  char **chunks;                /* every chunk reserved, unmapped whole at the end */
-  size_t n_chunks, chunks_cap;
-  page **released;              /* pages whose memory went back to the kernel */
-  size_t n_released, released_cap;
+  address_stack chunks;         /* every chunk reserved, unmapped whole at the end */
+  address_stack released;       /* pages whose memory went back to the kernel */
   int closing;                  /* lua_close runs: empty pages wait for the whole unmap */
 };
 
@@ -136,16 +149,12 @@ static char *map_chunk(luaio_arena *a) {
 /* Pages come from chunks so that a host maps and unmaps a few chunks, not
 ** one page at a time; a pooled chunk first. */
 static int reserve_chunk(luaio_arena *a) {
-  if (a->n_chunks == a->chunks_cap) {
-    size_t cap = a->chunks_cap ? 2 * a->chunks_cap : 8;
-    char **grown = realloc(a->chunks, cap * sizeof *grown);
-    if (!grown) return 0;
-    a->chunks = grown;
-    a->chunks_cap = cap;
-  }
   char *m = take_pooled_chunk();
   if (!m && !(m = map_chunk(a))) return 0;
-  a->chunks[a->n_chunks++] = m;
+  if (!push_address(&a->chunks, m)) {
+    give_back_chunk(m);
+    return 0;
+  }
   a->carve = m;
   a->carve_left = CHUNK_PAGES;
   return 1;
@@ -162,7 +171,7 @@ static page *take_page(luaio_arena *a) {
   }
   if (over_limit(a, PAGE_SIZE_BYTES)) return NULL;
   page *p;
-  if (a->n_released > 0) p = a->released[--a->n_released];
+  if (a->released.len > 0) p = a->released.items[--a->released.len];
   else if (a->carve_left > 0 || reserve_chunk(a)) {
     p = (page *)a->carve;
     a->carve += PAGE_SIZE_BYTES;
@@ -174,15 +183,8 @@ static page *take_page(luaio_arena *a) {
 
 /* Its memory back to the kernel; 0 when it cannot be recorded for reuse. */
 static int release_page(luaio_arena *a, page *p) {
-  if (a->n_released == a->released_cap) {
-    size_t cap = a->released_cap ? 2 * a->released_cap : 64;
-    page **grown = realloc(a->released, cap * sizeof *grown);
-    if (!grown) return 0;
-    a->released = grown;
-    a->released_cap = cap;
-  }
+  if (!push_address(&a->released, p)) return 0;
   madvise(p, PAGE_SIZE_BYTES, MADV_DONTNEED);
-  a->released[a->n_released++] = p;
   a->pages_resident--;
   return 1;
 }
@@ -313,9 +315,9 @@ void luaio_arena_closing(luaio_arena *a) { a->closing = 1; }
 
 void luaio_arena_free(luaio_arena *a) {
   if (!a) return;
-  for (size_t i = 0; i < a->n_chunks; i++) give_back_chunk(a->chunks[i]);
-  free(a->chunks);
-  free(a->released);
+  for (size_t i = 0; i < a->chunks.len; i++) give_back_chunk(a->chunks.items[i]);
+  free(a->chunks.items);
+  free(a->released.items);
   free(a);
 }
 
