@@ -13,6 +13,13 @@ set_target_properties(test_host PROPERTIES ENABLE_EXPORTS ON)
 add_test(NAME c_host_lifecycle COMMAND test_host lifecycle)
 add_test(NAME c_native_waits COMMAND test_host waits)
 
+add_executable(test_alloc tests/c/test_alloc.c)   # the arena of luaio's Lua states (src/alloc.c)
+target_link_libraries(test_alloc PRIVATE luaio_static)
+target_include_directories(test_alloc PRIVATE ${CMAKE_SOURCE_DIR}/src)
+set_target_properties(test_alloc PROPERTIES ENABLE_EXPORTS ON)
+add_test(NAME c_alloc COMMAND test_alloc)
+set_tests_properties(c_alloc PROPERTIES PASS_REGULAR_EXPRESSION " 0 failures" TIMEOUT 300)
+
 find_program(VALGRIND valgrind)
 if(VALGRIND AND NOT LUAIO_SANITIZE)
   add_test(NAME c_lifecycle_valgrind

@@ -483,7 +483,7 @@ describe("the luaio command's options", function()
       local out, _, status = run_piped({ opt }, "")
       assert.equal(0, status)
       for _, word in ipairs({ "-e code", "-i", "-v", "--workers", "--grace", "--attach PATH", "  -  ",
-                              "LUAIO_DEBUG", "LUAIO_MONITOR", "LUAIO_HISTORY", "LUAIO_LUA_DIR", "exit status" }) do
+                              "LUAIO_DEBUG", "LUAIO_MONITOR", "LUAIO_HISTORY", "LUAIO_LUA_DIR", "LUAIO_ALLOC", "exit status" }) do
         assert.truthy(out:find(word, 1, true), word .. " missing from --help")
       end
     end

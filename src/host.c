@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <lualib.h>
 #include "host.h"
+#include "alloc.h"
 
 typedef struct { luaio_host *h; } host_ref;
 
@@ -111,7 +112,7 @@ luaio_host *luaio_host_attach(lua_State *L, uv_loop_t *loop) {
 
 luaio_host *luaio_host_new(uv_loop_t *loop) {
   extern _Thread_local uv_loop_t *luaio_borrow_loop;
-  lua_State *L = luaL_newstate();
+  lua_State *L = luaio_newstate();   /* on an arena (alloc.c) */
   if (!L) return NULL;
   luaL_openlibs(L);
   luaio_borrow_loop = loop;
@@ -119,7 +120,7 @@ luaio_host *luaio_host_new(uv_loop_t *loop) {
   luaio_borrow_loop = NULL;
   lua_pop(L, 1);
   luaio_host *h = luaio_host_get(L);
-  if (!h) { lua_close(L); return NULL; }
+  if (!h) { luaio_closestate(L); return NULL; }
   h->owns_state = 1;
   return h;
 }
@@ -366,6 +367,6 @@ void luaio_host_free(luaio_host *h) {
   lua_State *L = h->L;
   if (h->pending > 0 && !h->running) cancel_rest(h);
   h->closing = 1;
-  lua_close(L);              /* its host ref's __gc tears the loop side down */
+  luaio_closestate(L);       /* its host ref's __gc tears the loop side down */
   free(h);
 }

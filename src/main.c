@@ -43,6 +43,8 @@ static const char usage_text[] =
   "  LUAIO_HISTORY=FILE the prompt's history file (default ~/.luaio_history;\n"
   "                     empty: none)\n"
   "  LUAIO_LUA_DIR=DIR  load the Lua half from DIR (a source tree's lua/)\n"
+  "  LUAIO_ALLOC=system Lua's memory from malloc instead of luaio's size classes\n"
+  "                     (automatic under AddressSanitizer and valgrind memcheck)\n"
   "  LUA_PATH_5_4, LUA_CPATH_5_4, LUA_PATH, LUA_CPATH  as for lua5.4\n"
   "\n"
   "exit status: 0 success, 1 uncaught error, 2 bad options of --workers,\n"
