@@ -92,11 +92,24 @@ static int l_gather_state(lua_State *L) {
   return 2;
 }
 
-/* core.gather_results(tasks, n) -> { n = n, first result or error of each } */
+/* Whether any of tasks[1..n] (ended) gives a value: a result or an error. */
+static int any_value(lua_State *L, lua_Integer n) {
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    luaio_task *t = luaio_task_check(L, -1);
+    lua_pop(L, 1);
+    if (t->state != TASK_DONE || (t->nargs > 0 && !lua_isnil(t->co, lua_gettop(t->co) - t->nargs + 1))) return 1;
+  }
+  return 0;
+}
+
+/* core.gather_results(tasks, n) -> { n = n, first result or error of each }
+** (sized for n values only when there are some: tasks that return nothing,
+** sleepers say, leave an empty table) */
 static int l_gather_results(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_Integer n = luaL_checkinteger(L, 2);
-  lua_createtable(L, n > 0 && n < (1 << 26) ? (int)n : 0, 1);
+  lua_createtable(L, n > 0 && n < (1 << 26) && any_value(L, n) ? (int)n : 0, 1);
   lua_pushinteger(L, n);
   lua_setfield(L, -2, "n");
   for (lua_Integer i = 1; i <= n; i++) {
