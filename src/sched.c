@@ -154,24 +154,9 @@ static void finish(luaio_host *h, luaio_task *t, int nres) {
   luaio_task_ended(L, t);
 }
 
-/* With many tasks ready, each one's Task and coroutine are cold in the
-** cache: ask for the next ones while this one runs (the Task two ahead,
-** the coroutine of the one next, whose Task was asked for a turn ago). */
-static inline void prefetch_ahead(luaio_host *h) {
-  uint32_t mask = h->ready.cap - 1;
-  if (h->ready.len > 2) __builtin_prefetch(h->ready.items[(h->ready.head + 2) & mask]);
-  if (h->ready.len > 1) {
-    const char *co = (const char *)h->ready.items[(h->ready.head + 1) & mask]->co;
-    __builtin_prefetch(co);
-    __builtin_prefetch(co + 64);
-    __builtin_prefetch(co + 128);
-  }
-}
-
 void luaio_drain(luaio_host *h) {
   uint32_t n = h->ready.len;   /* only those ready now: new ones wait a turn */
   while (n-- > 0 && h->ready.len) {
-    prefetch_ahead(h);
     luaio_task *t = ring_pop(h);
     if (t->state == TASK_READY) run_task(h, t);
   }
