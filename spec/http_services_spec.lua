@@ -1427,6 +1427,7 @@ describe("server defaults and timeouts", function()
     setup(function()
       local app = aio.http.app()
       app:route("/", function() return "ok" end)
+      app:route("/slow", function() aio.sleep(0.5) return "slow" end)
       app:route("/echo", function(req) return req.body end, "POST")
       app:route("/stream", function(req) return req:read_all() end, "POST", { stream_body = true })
       app:route("/flood", function(req)
@@ -1476,6 +1477,44 @@ describe("server defaults and timeouts", function()
         assert.equals(200, (aio.timeout(5, read_response, c)))
         aio.sleep(0.15)
       end
+    end)
+
+    -- (the head reads' timer stays armed between requests and its deadline
+    -- moves on lazily: these see that each request's own deadline holds)
+    it("keepalive_timeout: after many requests in a row, the idle connection is still closed", function()
+      local c <close> = connect(server.port)
+      for _ = 1, 20 do
+        c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert.equals(200, (aio.timeout(5, read_response, c)))
+      end
+      assert.equals("", aio.timeout(5, c.read_all, c))       -- closed, no 408
+    end)
+
+    it("a handler that outlasts the head's timeout: its answer, then the connection goes on", function()
+      local c <close> = connect(server.port)
+      c:write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+      local status, _, body = aio.timeout(5, read_response, c)
+      assert.equals(200, status)
+      assert.equals("slow", body)
+      c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.equals(200, (aio.timeout(5, read_response, c)))
+      assert.equals("", aio.timeout(5, c.read_all, c))       -- and still times out when idle
+    end)
+
+    it("half a head after a request on a keep-alive connection gets 408", function()
+      local c <close> = connect(server.port)
+      c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.equals(200, (aio.timeout(5, read_response, c)))
+      c:write("GET / HTTP/1.1\r\nHost: x\r\n")
+      assert.matches("^HTTP/1.1 408", aio.timeout(5, c.read_all, c))
+    end)
+
+    it("a body read after a head read still has its own timeout (408)", function()
+      local c <close> = connect(server.port)
+      c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.equals(200, (aio.timeout(5, read_response, c)))
+      c:write("POST /stream HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf")
+      assert.matches("^HTTP/1.1 408", aio.timeout(5, c.read_all, c))
     end)
 
     it("body_timeout: a client that stops mid-body gets 408 (Content-Length, chunked, streamed)", function()
