@@ -1427,6 +1427,7 @@ describe("server defaults and timeouts", function()
     setup(function()
       local app = aio.http.app()
       app:route("/", function() return "ok" end)
+      app:route("/slow", function() aio.sleep(0.5) return "slow" end)
       app:route("/echo", function(req) return req.body end, "POST")
       app:route("/stream", function(req) return req:read_all() end, "POST", { stream_body = true })
       app:route("/flood", function(req)
@@ -1475,6 +1476,40 @@ describe("server defaults and timeouts", function()
         c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert.equals(200, (aio.timeout(5, read_response, c)))
         aio.sleep(0.15)
+      end
+    end)
+
+    -- (the head reads' timer stays armed between requests and its deadline
+    -- moves on lazily: these see that each request's own deadline holds)
+    it("keepalive_timeout: after many requests in a row, the idle connection is still closed", function()
+      local c <close> = connect(server.port)
+      for _ = 1, 20 do
+        c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert.equals(200, (aio.timeout(5, read_response, c)))
+      end
+      assert.equals("", aio.timeout(5, c.read_all, c))       -- closed, no 408
+    end)
+
+    it("a handler that outlasts the head's timeout: its answer, then the connection goes on", function()
+      local c <close> = connect(server.port)
+      c:write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+      local status, _, body = aio.timeout(5, read_response, c)
+      assert.same({ 200, "slow" }, { status, body })
+      c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.equals(200, (aio.timeout(5, read_response, c)))
+      assert.equals("", aio.timeout(5, c.read_all, c))       -- and still times out when idle
+    end)
+
+    it("after a request: half a head, or half a body, gets 408", function()
+      for _, second in ipairs {
+        "GET / HTTP/1.1\r\nHost: x\r\n",
+        "POST /stream HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf",
+      } do
+        local c <close> = connect(server.port)
+        c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert.equals(200, (aio.timeout(5, read_response, c)))
+        c:write(second)
+        assert.matches("^HTTP/1.1 408", aio.timeout(5, c.read_all, c))
       end
     end)
 

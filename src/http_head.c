@@ -18,7 +18,7 @@ int luaio_http_read_head(lua_State *L, luaio_readbuf *b, int kind) {
   const char *hit = luaio_rb_find(p, b->len, "\r\n\r\n", 4);
   size_t n = hit ? (size_t)(hit - p) + 4 : 0;
   if (hit && n - 4 <= b->limit) {
-    int r = kind == HTTP_SERVER_REQUEST ? luaio_http_push_request(L, p, n, 4)
+    int r = kind == HTTP_SERVER_REQUEST ? luaio_http_push_request(L, p, n, 4, HTTP_SERVER_KEYS_UPVALUE)
                                         : luaio_http_push_head(L, p, n, is_request);
     luaio_rb_consume(b, n);
     return r;

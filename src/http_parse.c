@@ -341,26 +341,39 @@ int luaio_http_push_head(lua_State *L, const char *head, size_t len, int is_requ
   return 1;
 }
 
+/* the request's fields that every request sets, in upvalue order */
+static const char *const request_keys[HTTP_REQUEST_KEYS] = {"method", "path", "_query", "_raw"};
+enum { KEY_METHOD, KEY_PATH, KEY_QUERY, KEY_RAW };
+
+void luaio_http_push_request_keys(lua_State *L) {
+  for (int i = 0; i < HTTP_REQUEST_KEYS; i++) lua_pushstring(L, request_keys[i]);
+}
+
+/* table[name] = s[0 .. len), the table at -1 and name an upvalue */
+static void set_string(lua_State *L, int name_upvalue, const char *s, size_t len) {
+  lua_pushvalue(L, lua_upvalueindex(name_upvalue));
+  lua_pushlstring(L, s, len);
+  lua_rawset(L, -3);
+}
+
 /* path and query of an origin-form target (it starts with "/") into the
 ** table at -1, split as request.lua's split_target: the path ends at the
 ** first "?" or "#"; the query is what follows a "?" up to a "#", "" after a
 ** bare "#", absent without either */
-static void set_path_query(lua_State *L, const char *target, size_t len) {
+static void set_path_query(lua_State *L, const char *target, size_t len, int key_upvalue) {
   const char *end = target + len, *stop = target;
   while (stop < end && *stop != '?' && *stop != '#') stop++;
-  lua_pushlstring(L, target, (size_t)(stop - target));
-  lua_setfield(L, -2, "path");
+  set_string(L, key_upvalue + KEY_PATH, target, (size_t)(stop - target));
   if (stop == end) return;
   const char *q = stop, *qend = stop;
   if (*stop == '?') {
     q = qend = stop + 1;
     while (qend < end && *qend != '#') qend++;
   }
-  lua_pushlstring(L, q, (size_t)(qend - q));
-  lua_setfield(L, -2, "_query");
+  set_string(L, key_upvalue + KEY_QUERY, q, (size_t)(qend - q));
 }
 
-int luaio_http_push_request(lua_State *L, const char *head, size_t len, int mt_idx) {
+int luaio_http_push_request(lua_State *L, const char *head, size_t len, int mt_idx, int key_upvalue) {
   cursor c = {head, head + len, 0, NULL};
   head_facts f = {0};
   request_line r;
@@ -369,11 +382,9 @@ int luaio_http_push_request(lua_State *L, const char *head, size_t len, int mt_i
   int has_body = f.chunked || (f.has_length && f.length > 0);
   /* room for what the server adds (_conn, body) and the lazy fields' first use */
   lua_createtable(L, 0, has_body ? 16 : 8);
-  lua_pushlstring(L, r.method, r.method_len);
-  lua_setfield(L, -2, "method");
-  if (r.target[0] == '/') set_path_query(L, r.target, r.target_len);
-  lua_pushlstring(L, head, len);
-  lua_setfield(L, -2, "_raw");
+  set_string(L, key_upvalue + KEY_METHOD, r.method, r.method_len);
+  if (r.target[0] == '/') set_path_query(L, r.target, r.target_len, key_upvalue);
+  set_string(L, key_upvalue + KEY_RAW, head, len);
   if (f.has_length) { lua_pushinteger(L, f.length); lua_setfield(L, -2, "content_length"); }
   if (f.chunked) { lua_pushboolean(L, 1); lua_setfield(L, -2, "chunked"); }
   if (f.expect_continue) { lua_pushboolean(L, 1); lua_setfield(L, -2, "expect_continue"); }

@@ -15,8 +15,13 @@ int luaio_http_push_head(lua_State *L, const char *head, size_t len, int is_requ
 ** it on first use), content_length, chunked and expect_continue as
 ** present; its metatable the table at mt_idx, if any. Pushes the table,
 ** whether the connection may stay open and whether a body follows, and
-** returns 3; or pushes nil, status, reason and returns 3. */
-int luaio_http_push_request(lua_State *L, const char *head, size_t len, int mt_idx);
+** returns 3; or pushes nil, status, reason and returns 3. The fields'
+** names are upvalues key_upvalue .. key_upvalue + HTTP_REQUEST_KEYS - 1 of
+** the running C function (pushed once by luaio_http_push_request_keys):
+** set by rawset, no name is looked up per request. */
+enum { HTTP_REQUEST_KEYS = 4 };
+void luaio_http_push_request_keys(lua_State *L);
+int luaio_http_push_request(lua_State *L, const char *head, size_t len, int mt_idx, int key_upvalue);
 
 /* The value of a hex digit, or -1. */
 static inline int luaio_http_hexval(int ch) {

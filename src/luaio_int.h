@@ -98,6 +98,10 @@ int luaio_parked_on(const luaio_task *t, const void *owner);
 ** loop, with tm already disarmed. */
 void luaio_timer_arm(luaio_host *h, luaio_timer *tm, double seconds);
 void luaio_timer_disarm(luaio_host *h, luaio_timer *tm);
+/* The same by due time: luaio_timer_due_in(seconds) is the due time of a
+** deadline `seconds` from now, on the scale of tm->due (milliseconds). */
+uint64_t luaio_timer_due_in(luaio_host *h, double seconds);
+void luaio_timer_arm_due(luaio_host *h, luaio_timer *tm, uint64_t due);
 /* The host's clock in seconds (aio.now): the virtual clock of luaio.testing
 ** when it is on (vclock.c), else the monotonic clock. Deadlines given as a
 ** time of this clock are measured against it. */

@@ -17,6 +17,8 @@
 #include <string.h>
 #include "stream_int.h"
 #include "netaddr.h"
+#include "http_head.h"
+#include "http_parse.h"
 
 #define DEFAULT_LIMIT 65536
 #define DEFAULT_HWM 65536
@@ -430,8 +432,11 @@ void luaio_open_stream(lua_State *L, luaio_host *h) {
   luaL_setfuncs(L, stream_read_methods, 0);
   static const luaL_Reg hot[] = {{"_read_head", stream_l_read_head}, {"_http_response", stream_l_http_response},
     {NULL, NULL}};
+  /* their upvalues: the metatable (stream_check_hot), then the server
+  ** request's field names (http_head.h) */
   lua_pushvalue(L, -2);
-  luaL_setfuncs(L, hot, 1);                /* (their upvalue: the metatable) */
+  luaio_http_push_request_keys(L);
+  luaL_setfuncs(L, hot, 1 + HTTP_REQUEST_KEYS);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "__index");
   lua_setfield(L, -3, "stream_methods");   /* into core */

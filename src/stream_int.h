@@ -31,11 +31,13 @@ struct stream {
   luaio_timer rtimer, wtimer;   /* per-operation deadlines */
   double timeout;               /* per-operation deadline; < 0: none, 0: at once */
   double read_wait;             /* what the armed read timer was armed for, seconds */
+  uint64_t read_later;          /* ms the read's deadline lies past rtimer's due (lazy) */
   int write_err;
   struct sockaddr_storage peer; /* remembered when connected: valid after the peer left */
   unsigned has_peer : 1;
   unsigned reading : 1, closing : 1, shut : 1, is_pipe : 1, counted : 1;
   unsigned handshaking : 1, tls_failed : 1;
+  unsigned lazy_rtimer : 1;     /* rtimer stays armed past its read (stream_read.c) */
   luaio_tls *tls;               /* NULL for a plain stream */
   /* closing gracefully (see stream_linger.c) */
   unsigned shut_pending : 1;    /* shutdown() sent, its callback not yet run */

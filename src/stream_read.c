@@ -40,7 +40,7 @@ static void wake_reader(stream *s) {
   luaio_task *t = s->reader;
   if (!t) return;
   s->reader = NULL;
-  luaio_timer_disarm(s->h, &s->rtimer);
+  if (!s->lazy_rtimer) luaio_timer_disarm(s->h, &s->rtimer);
   luaio_wake(t, 0);
 }
 
@@ -203,11 +203,39 @@ void stream_read_kinds(luaio_host *h) {
 static void on_read_timeout(luaio_timer *tm) {
   stream *s = luaio_container_of(tm, stream, rtimer);
   luaio_task *t = s->reader;
+  if (!t) return;                 /* a lazy timer that outlived its read */
+  if (s->read_later) {            /* a later read moved the deadline on: the rest */
+    uint64_t due = tm->due + s->read_later;
+    s->read_later = 0;
+    luaio_timer_arm_due(s->h, tm, due);
+    return;
+  }
   if (t && t->on_cancel == ws_reader_cancel) ws_lower(t->cancel_data);   /* the wait's own data */
   stream_wake_timeout(s, &s->reader, "read", s->read_wait);
 }
 
 static int read_from(lua_State *L, stream *s, int op);
+
+/* The read's deadline, wait seconds from now. The server's head reads
+** (one per request on a keep-alive connection) are lazy: their timer stays
+** armed when the read completes, and the next one only notes how much later
+** its deadline is (read_later) when it is not sooner: the timer, when it
+** fires, waits for the rest (on_read_timeout). No heap or uv timer work
+** per request. Not under the virtual clock, which would jump to a deadline
+** no read waits for. */
+static void arm_read_timer(stream *s, double wait, int lazy) {
+  s->read_wait = wait;
+  s->rtimer.fire = on_read_timeout;
+  s->lazy_rtimer = lazy && !s->h->vclock.on;
+  s->read_later = 0;
+  if (!s->lazy_rtimer) {
+    luaio_timer_arm(s->h, &s->rtimer, wait);
+    return;
+  }
+  uint64_t due = luaio_timer_due_in(s->h, wait);
+  if (s->rtimer.slot && s->rtimer.due <= due) s->read_later = due - s->rtimer.due;
+  else luaio_timer_arm_due(s->h, &s->rtimer, due);
+}
 
 /* the read again once woken: self was checked when it began (its stack
 ** slot is the same), but the stream may have closed meanwhile */
@@ -242,11 +270,8 @@ static int read_from(lua_State *L, stream *s, int op) {
   if (wait == 0)                  /* set_timeout(0), a deadline passed: time out at once */
     return luaio_error(L, "TimeoutError", NULL, "read timed out after 0 s");
   s->reader = t;
-  if (wait > 0) {
-    s->read_wait = wait;
-    s->rtimer.fire = on_read_timeout;
-    luaio_timer_arm(s->h, &s->rtimer, wait);
-  }
+  if (wait > 0) arm_read_timer(s, wait, op == OP_HEAD && head_kind(lua_tostring(L, 2)) == HTTP_SERVER_REQUEST);
+  else if (s->rtimer.slot) luaio_timer_disarm(s->h, &s->rtimer);   /* (a lazy one left armed) */
   ws_raise *r = op == OP_WS_FRAME || op == OP_PG ? lua_touserdata(L, 5)
               : op == OP_RESP ? lua_touserdata(L, 3) : NULL;
   if (r && r->want > s->rb.limit) {

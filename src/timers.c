@@ -24,8 +24,7 @@ static void rearm(luaio_host *h) {
   h->armed_due = top->due;
 }
 
-void luaio_timer_arm(luaio_host *h, luaio_timer *tm, double seconds) {
-  if (tm->slot) luaio_timer_disarm(h, tm);
+uint64_t luaio_timer_due_in(luaio_host *h, double seconds) {
   /* whole milliseconds, not one more for a product's rounding (0.7 s: 700) */
   double ms = ceil(seconds * 1000.0 - 1e-6);
   if (ms > 9e15) ms = 9e15;
@@ -35,10 +34,19 @@ void luaio_timer_arm(luaio_host *h, luaio_timer *tm, double seconds) {
     uv_update_time(h->loop);
     now = uv_now(h->loop);
   }
-  tm->due = now + (uint64_t)(ms > 0 ? ms : 0);
+  return now + (uint64_t)(ms > 0 ? ms : 0);
+}
+
+void luaio_timer_arm_due(luaio_host *h, luaio_timer *tm, uint64_t due) {
+  if (tm->slot) luaio_timer_disarm(h, tm);
+  tm->due = due;
   int first = luaio_timerheap_push(&h->timers, tm);
   if (first < 0) luaio_oom("the timer heap");
   if (first) rearm(h);
+}
+
+void luaio_timer_arm(luaio_host *h, luaio_timer *tm, double seconds) {
+  luaio_timer_arm_due(h, tm, luaio_timer_due_in(h, seconds));
 }
 
 void luaio_timer_disarm(luaio_host *h, luaio_timer *tm) {

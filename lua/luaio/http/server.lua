@@ -337,19 +337,22 @@ local function serve_request(conn, first)
   end
   if close then return false end
   -- a body left unread (or half read) makes the next request's start unknown
-  local done = not has_body or request.finished(req)
-  conn.body_done, conn.unread = done, not done
-  local status, size, cut
+  -- (and ends the connection: a request begins with body_done true, unread false)
+  local done = true
+  if has_body then
+    done = request.finished(req)
+    conn.body_done, conn.unread = done, not done
+  end
   -- the common case: a string, no headers, nothing streamed or compressed
   -- (_http_response refuses, writing nothing, a body that is not a string)
   if hd == nil and (st == nil or st == 200) and done and not conn.compress and not conn.streamed
      and stream:_http_response(OK_LINE, "", b, (conn.keep_alive and 0 or CLOSE)
        + (method == "HEAD" and HEAD_ONLY or 0), conn.extra_head) ~= false then
-    status, size = 200, method == "HEAD" and 0 or #b
-  else
-    status, size, cut = send_result(conn, req, b, st, hd)
-    conn.streamed = false
+    if conn.access_log then access_log(conn, req, 200, method == "HEAD" and 0 or #b, t0) end
+    return conn.keep_alive
   end
+  local status, size, cut = send_result(conn, req, b, st, hd)
+  conn.streamed = false
   if conn.access_log then access_log(conn, req, status, size, t0) end
   if cut then return false end
   return conn.keep_alive and done
