@@ -259,7 +259,7 @@ int stream_write_bufs(lua_State *L, stream *s, const uv_buf_t *bufs, int n, size
 }
 
 static int l_write(lua_State *L) {
-  stream *s = stream_check(L, 1);
+  stream *s = stream_check_hot(L, 1);
   int n = lua_gettop(L) - 1;
   uv_buf_t local[16], *bufs = local;
   size_t total = 0;
@@ -428,8 +428,13 @@ void luaio_open_stream(lua_State *L, luaio_host *h) {
   luaL_newmetatable(L, STREAM_MT);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "stream_mt");        /* into core: the Lua half checks self with it */
-  luaL_newlib(L, methods);
-  luaL_setfuncs(L, stream_read_methods, 0);
+  /* every method has the metatable as upvalue 1: the hot ones (read, write
+  ** and the HTTP server's) check self against it (stream_check_hot) */
+  luaL_newlibtable(L, methods);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, stream_read_methods, 1);
   static const luaL_Reg hot[] = {{"_read_head", stream_l_read_head}, {"_http_response", stream_l_http_response},
     {NULL, NULL}};
   /* their upvalues: the metatable (stream_check_hot), then the server

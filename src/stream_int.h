@@ -75,9 +75,10 @@ static inline stream *stream_check(lua_State *L, int idx) {
   if (!box->s) stream_closed_error(L);
   return box->s;
 }
-/* the same for the hot methods (the HTTP server's head read and answer),
-** whose upvalue 1 is the stream metatable: compared at once, no lookup of
-** the registry by name */
+/* the same for the hot methods (reads, write, the HTTP server's head read
+** and answer), whose upvalue 1 is the stream metatable: compared at once,
+** no lookup of the registry by name (from a function without that upvalue
+** the comparison fails and stream_check decides: slower, still right) */
 static inline stream *stream_check_hot(lua_State *L, int idx) {
   stream_box *box = lua_touserdata(L, idx);
   int same = box != NULL && lua_getmetatable(L, idx);

@@ -282,7 +282,7 @@ static int read_from(lua_State *L, stream *s, int op) {
   return luaio_await(L, reader_cancel, s, op, read_k);
 }
 
-int stream_do_read(lua_State *L, int op) { return read_from(L, stream_check(L, 1), op); }
+int stream_do_read(lua_State *L, int op) { return read_from(L, stream_check_hot(L, 1), op); }
 
 static int l_read(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) {
