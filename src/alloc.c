@@ -83,6 +83,7 @@ struct luaio_arena {
   size_t carve_left;            /* pages left there */
   address_stack chunks;         /* every chunk reserved, unmapped whole at the end */
   address_stack released;       /* pages whose memory went back to the kernel */
+  uint32_t class_pages[N_CLASSES];   /* pages a class has taken (see prefault) */
   int closing;                  /* lua_close runs: empty pages wait for the whole unmap */
 };
 
@@ -161,14 +162,16 @@ static int reserve_chunk(luaio_arena *a) {
 }
 
 /* A page for a class: a cached one, a released one (faulted in again as
-** it is used), or the next of the newest chunk. */
-static page *take_page(luaio_arena *a) {
+** it is used), or the next of the newest chunk; *cold: not resident. */
+static page *take_page(luaio_arena *a, int *cold) {
+  *cold = 0;
   if (a->cache) {
     page *p = a->cache;
     a->cache = p->next;
     a->n_cached--;
     return p;
   }
+  *cold = 1;
   if (over_limit(a, PAGE_SIZE_BYTES)) return NULL;
   page *p;
   if (a->released.len > 0) p = a->released.items[--a->released.len];
@@ -207,9 +210,25 @@ static void unlist_page(luaio_arena *a, page *p) {
   p->listed = 0;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23   /* Linux 5.14; older kernels refuse it: then pages fault in one by one */
+#endif
+enum { PREFAULT_AFTER = 2 };     /* a class's pages taken before its next ones are prefaulted */
+
+/* A class taking page after page (a burst of tasks, rows, strings) will
+** fill this one too: its 16 kernel pages in one call rather than 16 faults,
+** which cost dearly on a VM. A class's first pages fault in as used, so a
+** small program's resident size does not grow. */
+static void prefault(luaio_arena *a, page *p, uint32_t cls) {
+  if (a->class_pages[cls] < UINT32_MAX) a->class_pages[cls]++;
+  if (a->class_pages[cls] > PREFAULT_AFTER) madvise(p, PAGE_SIZE_BYTES, MADV_POPULATE_WRITE);
+}
+
 static page *new_page(luaio_arena *a, uint32_t cls) {
-  page *p = take_page(a);
+  int cold;
+  page *p = take_page(a, &cold);
   if (!p) return NULL;
+  if (cold) prefault(a, p, cls);
   p->free = NULL;
   p->bump = (char *)p + PAGE_HEADER;
   p->live = 0;
