@@ -26,6 +26,18 @@ local function serve_bytes(payload)   -- sends payload then closes
 end
 
 describe("streams", function()
+  it("_read_head refuses a kind it does not know, short ones too", function()
+    local server <close> = echo_server()
+    local c <close> = aio.open_connection("127.0.0.1", server.port)
+    for _, kind in ipairs { "", "r", "re", "x", "serve", "requests" } do
+      local ok, err = pcall(c._read_head, c, kind)
+      assert.is_false(ok)
+      assert.matches("'request', 'response' or 'server' expected", err)
+    end
+    c:write("still usable\n")
+    assert.equals("still usable", c:readline())
+  end)
+
   it("echo round trips", function()
     local server <close> = echo_server()
     local c <close> = aio.open_connection("127.0.0.1", server.port)

@@ -321,7 +321,8 @@ static int l_read_all(lua_State *L) { return stream_do_read(L, OP_ALL); }
 int stream_l_read_head(lua_State *L) {
   stream *s = stream_check_hot(L, 1);
   const char *kind = luaio_checkstring(L, 2);
-  if (strcmp(kind, kind[0] == 's' ? "server" : kind[2] == 'q' ? "request" : "response") != 0)
+  /* (head_kind, later, looks at the first and third bytes of a valid kind) */
+  if (strcmp(kind, "server") != 0 && strcmp(kind, "request") != 0 && strcmp(kind, "response") != 0)
     return luaio_argerror(L, 2, "'request', 'response' or 'server' expected");
   if (kind[0] == 's') {           /* seconds from now: the deadline the waits share */
     lua_Number seconds = luaio_checknumber(L, 3);
