@@ -269,11 +269,20 @@ local net = {
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
+-- The peers of round r, rotated by r - 1: this VM's speed drifts by tens of
+-- per cent within minutes, and a fixed order would give each peer the same
+-- slot in every round (luaio always first, right after the last peer).
+local function in_turn(peers, r)
+  local k, out = (r - 1) % #peers, {}
+  for i = 1, #peers do out[i] = peers[(i - 1 + k) % #peers + 1] end
+  return out
+end
+
 local function run_micro(w, n)
   local samples = {}
   if w.setup then w.setup(w) end
   for r = 1, n do
-    for _, peer in ipairs(w.peers) do
+    for _, peer in ipairs(in_turn(w.peers, r)) do
       local name, argv, present = peer[1], peer[2], peer[3]
       if present ~= false then
         if type(argv) == "function" then argv = argv(w) end
@@ -305,7 +314,7 @@ local function run_net(w, n)
   if w.setup then w.setup() end
   local samples = {}
   for r = 1, n do
-    for _, peer in ipairs(w.peers) do
+    for _, peer in ipairs(in_turn(w.peers, r)) do
       local name, make, present = peer[1], peer[2], peer[3]
       if present ~= false then
         local port = free_port()

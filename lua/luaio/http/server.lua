@@ -295,67 +295,72 @@ local function access_log(conn, req, status, size, t0)
   end
 end
 
--- One request: read, route, answer. Returns false when the connection
--- ends (a clean EOF, an idle timeout, a bad head: answered). A
--- TimeoutError raised while reading the head reaches serve_connection,
--- which answers it: no pcall per request.
-local function serve_request(conn, first)
-  local stream = conn.stream
-  conn.reading_head = true
-  local req, keep_alive, has_body = stream:_read_head("server",
-    first and conn.header_timeout or conn.keepalive_timeout, Request)
-  conn.reading_head = false
-  if not req then
-    if req == nil then pcall(send_simple, conn, keep_alive) end   -- (the status to answer)
-    return false
-  end
-  local t0 = conn.access_log and aio_now()
-  req._conn = conn
-  if req.path == nil and not request.split(req) then
-    send_simple(conn, 400)
-    return false
-  end
-  conn.keep_alive = keep_alive and not conn.draining
-  local app, method = conn.app, req.method
-  local b, st, hd, close
-  local route = app._static[req.path]
-  -- (gone: no answer; a WebSocket that took the connection over returns nothing)
-  if app._middleware[1] == nil then
-    if route and not has_body and not route.stream_body and (not route.methods or route.methods[method]) then
-      -- the common case: a route found by its path, no body: dispatch's work, inline
-      req.body = ""
-      local ok
-      ok, b, st, hd = xpcall(route.handler, traceback_of, req)
-      if not ok then b, st, hd, close = error_response(req, b) end
-    else
-      b, st, hd, close = dispatch(app, req, not has_body)
+-- The requests of a connection: read, route, answer, until the
+-- connection ends (a clean EOF, an idle timeout, a bad head: answered;
+-- a response that closes it). A TimeoutError raised while reading the head
+-- reaches serve_connection, which answers it: no pcall per request. What
+-- stays the same for the connection's life is read once, out of the loop.
+local function serve_requests(conn)
+  local stream, app, compress, extra_head = conn.stream, conn.app, conn.compress, conn.extra_head
+  local static, middleware, logging = app._static, app._middleware, conn.access_log
+  local wait, first = conn.header_timeout, true
+  while true do
+    conn.reading_head = true
+    local req, keep_alive, has_body = stream:_read_head("server", wait, Request)
+    conn.reading_head = false
+    if not req then
+      if req == nil then pcall(send_simple, conn, keep_alive) end   -- (the status to answer)
+      return
     end
-    if b == nil and not close then close = rawget(req, "_gone") end
-  else
-    b, st, hd, close = run_chain(app, req)
-    if not close then close = rawget(req, "_gone") end
+    local t0 = logging and aio_now()
+    req._conn = conn
+    if req.path == nil and not request.split(req) then
+      send_simple(conn, 400)
+      return
+    end
+    conn.keep_alive = keep_alive and not conn.draining
+    local method = req.method
+    local b, st, hd, close
+    local route = static[req.path]
+    -- (gone: no answer; a WebSocket that took the connection over returns nothing)
+    if middleware[1] == nil then
+      if route and not has_body and not route.stream_body and (not route.methods or route.methods[method]) then
+        -- the common case: a route found by its path, no body: dispatch's work, inline
+        req.body = ""
+        local ok
+        ok, b, st, hd = xpcall(route.handler, traceback_of, req)
+        if not ok then b, st, hd, close = error_response(req, b) end
+      else
+        b, st, hd, close = dispatch(app, req, not has_body)
+      end
+      if b == nil and not close then close = rawget(req, "_gone") end
+    else
+      b, st, hd, close = run_chain(app, req)
+      if not close then close = rawget(req, "_gone") end
+    end
+    if close then return end
+    -- a body left unread (or half read) makes the next request's start unknown
+    -- (and ends the connection: a request begins with body_done true, unread false)
+    local done = true
+    if has_body then
+      done = request.finished(req)
+      conn.body_done, conn.unread = done, not done
+    end
+    -- the common case: a string, no headers, nothing streamed or compressed
+    -- (_http_response refuses, writing nothing, a body that is not a string)
+    if hd == nil and (st == nil or st == 200) and done and not compress and not conn.streamed
+       and stream:_http_response(OK_LINE, "", b, (conn.keep_alive and 0 or CLOSE)
+         + (method == "HEAD" and HEAD_ONLY or 0), extra_head) ~= false then
+      if logging then access_log(conn, req, 200, method == "HEAD" and 0 or #b, t0) end
+    else
+      local status, size, cut = send_result(conn, req, b, st, hd)
+      conn.streamed = false
+      if logging then access_log(conn, req, status, size, t0) end
+      if cut or not done then return end
+    end
+    if not conn.keep_alive then return end
+    if first then first, conn.first, wait = false, false, conn.keepalive_timeout end
   end
-  if close then return false end
-  -- a body left unread (or half read) makes the next request's start unknown
-  -- (and ends the connection: a request begins with body_done true, unread false)
-  local done = true
-  if has_body then
-    done = request.finished(req)
-    conn.body_done, conn.unread = done, not done
-  end
-  -- the common case: a string, no headers, nothing streamed or compressed
-  -- (_http_response refuses, writing nothing, a body that is not a string)
-  if hd == nil and (st == nil or st == 200) and done and not conn.compress and not conn.streamed
-     and stream:_http_response(OK_LINE, "", b, (conn.keep_alive and 0 or CLOSE)
-       + (method == "HEAD" and HEAD_ONLY or 0), conn.extra_head) ~= false then
-    if conn.access_log then access_log(conn, req, 200, method == "HEAD" and 0 or #b, t0) end
-    return conn.keep_alive
-  end
-  local status, size, cut = send_result(conn, req, b, st, hd)
-  conn.streamed = false
-  if conn.access_log then access_log(conn, req, status, size, t0) end
-  if cut then return false end
-  return conn.keep_alive and done
 end
 
 -- Closing a socket with unread bytes makes the kernel send RST, and a
@@ -412,10 +417,7 @@ local function serve_connection(self, stream, opts, live)
     keep_alive = true, first = true, reading_head = false, body_done = true, unread = false, streamed = false,
     draining = live ~= nil and live.closed, task = live and core.current_task() }
   if live then live.conns[conn] = true end
-  local ok, err = pcall(function()
-    conn.first = true
-    while serve_request(conn, conn.first) do conn.first = false end
-  end)
+  local ok, err = pcall(serve_requests, conn)
   if live then live.conns[conn] = nil end
   -- a peer that resets, hangs up mid-request or breaks its TLS ends its own
   -- connection: nothing for the server log (handler failures are answered
