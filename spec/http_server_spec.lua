@@ -333,3 +333,47 @@ describe("HTTP server against malformed heads", function()
     assert.matches("^HTTP/1.1 200", reply)
   end)
 end)
+
+-- The head parser scans eight printable bytes at a time and falls back to
+-- one byte at a time: a bad byte must be found at every offset, and only
+-- the names of the fields it knows are lowercased for its checks.
+describe("the head parser's byte checks", function()
+  local parse = require("luaio.core").http_parse_head
+  local function head(value) return "GET / HTTP/1.1\r\nHost: x\r\nX-Test: " .. value .. "\r\nAccept: */*\r\n\r\n" end
+
+  it("finds a bad byte in a header value at every offset", function()
+    for k = 0, 24 do
+      local pad = ("abcdefgh"):rep(4):sub(1, k)
+      for _, case in ipairs {
+        { "\1", 400, "control character in a header value" }, { "\127", 400, "control character in a header value" },
+        { "\0", 400, "NUL byte in head" }, { "\n", 400, "line ending without CR" }, { "\r", 400, "bare CR in head" },
+      } do
+        local h, status, why = parse(head(pad .. case[1] .. "tail-of-the-value"), "request")
+        assert.is_nil(h, ("offset %d, byte %d"):format(k, case[1]:byte()))
+        assert.equals(case[2], status)
+        assert.equals(case[3], why)
+      end
+      -- a tab and bytes above 0x7f (obs-text) are allowed in values, and kept
+      -- (a leading tab is whitespace around the value)
+      for _, ok in ipairs { "\t", "\128", "\255" } do
+        local h = parse(head(pad .. ok .. "tail-of-the-value"), "request")
+        local want = (k == 0 and ok == "\t" and "" or pad .. ok) .. "tail-of-the-value"
+        assert.equals(want, h and h.headers["x-test"], ("offset %d"):format(k))
+      end
+    end
+  end)
+
+  it("finds a bad byte in a header name, and knows its fields in any case", function()
+    for k = 1, 20 do
+      local name = ("X-Abcdefghijklmnopqrst"):sub(1, k)
+      assert.equals(400, select(2, parse("GET / HTTP/1.1\r\nHost: x\r\n" .. name .. "\1: v\r\n\r\n", "request")))
+      assert.equals(400, select(2, parse("GET / HTTP/1.1\r\nHost: x\r\n" .. name .. " : v\r\n\r\n", "request")))
+    end
+    local h = parse("POST / HTTP/1.1\r\nHOST: x\r\nCONTENT-LENGTH: 5\r\nEXPECT: 100-Continue\r\nCONNECTION: Close\r\n\r\n", "request")
+    assert.equals(5, h.content_length)
+    assert.is_true(h.expect_continue)
+    assert.is_false(h.keep_alive)
+    assert.equals(400, select(2, parse("GET / HTTP/1.1\r\nHost: x\r\nhOsT: y\r\n\r\n", "request")))
+    assert.equals(501, select(2, parse("POST / HTTP/1.1\r\nHost: x\r\nTRANSFER-ENCODING: gzip\r\n\r\n", "request")))
+  end)
+end)
