@@ -35,24 +35,33 @@ static int fail(cursor *c, int status, const char *why) {
   return 0;
 }
 
-/* Next line without its CRLF; rejects bare CR, lone LF and NUL. *ctl: the
-** line holds another control character than HTAB, or DEL (a header
-** value's check looks only then). */
-/* Whether the 8 bytes at p are all printable ASCII (0x20-0x7e): no byte
-** below 0x20 (a borrow reaches its top bit) and none above 0x7e (adding 1
-** reaches it, or it is set already). A browser's head is mostly such runs. */
-static int printable8(const char *p) {
+/* 0 when the 8 bytes at p are all printable ASCII (0x20-0x7e), else a mask
+** whose top bits mark the bytes that are not: below 0x20 a borrow reaches
+** the top bit, above 0x7e adding 1 does or it is set already. Borrows and
+** carries only travel upwards from a marked byte, so the lowest mark is
+** exact. A browser's head is mostly such runs. */
+static uint64_t unprintable8(const char *p) {
   const uint64_t ones = 0x0101010101010101u, tops = 0x8080808080808080u;
   uint64_t x;
   memcpy(&x, p, 8);
-  return (((x - 0x20 * ones) & ~x) | (x + ones) | x) & tops ? 0 : 1;
+  return (((x - 0x20 * ones) & ~x) | (x + ones) | x) & tops;
 }
 
+/* Next line without its CRLF; rejects bare CR, lone LF and NUL. *ctl: the
+** line holds another control character than HTAB, or DEL (a header
+** value's check looks only then). */
 static int next_line(cursor *c, const char **line, size_t *len, int *ctl) {
   const char *start = c->p;
   *ctl = 0;
   for (const char *q = start; q < c->end; q++) {
-    while (c->end - q >= 8 && printable8(q)) q += 8;
+    while (c->end - q >= 8) {
+      uint64_t marks = unprintable8(q);
+      if (!marks) { q += 8; continue; }
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      q += __builtin_ctzll(marks) >> 3;       /* the first byte that is not printable */
+#endif
+      break;
+    }
     if (q == c->end) break;
     unsigned char ch = (unsigned char)*q;
     if ((unsigned char)(ch - 0x20) < 0x5f) continue;     /* printable ASCII (most bytes): one test */
