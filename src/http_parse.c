@@ -141,19 +141,19 @@ static void note_connection(head_facts *f, const char *v, const char *vend) {
   }
 }
 
-/* The fields that frame or steer the message (name lower-cased, n long);
-** 0 after fail(). */
+/* The fields that frame or steer the message (name as sent, n long: only
+** a name as long as one of these is compared); 0 after fail(). */
 static int note_field(cursor *c, head_facts *f, const char *name, size_t n, const char *v,
                       const char *vend, int is_request) {
   size_t vlen = (size_t)(vend - v);
-  if (n == 4 && memcmp(name, "host", 4) == 0) f->hosts++;
-  else if (n == 14 && memcmp(name, "content-length", 14) == 0) {
+  if (ci_equal(name, n, "host")) f->hosts++;
+  else if (ci_equal(name, n, "content-length")) {
     lua_Integer l;
     if (!parse_length(v, vlen, &l)) return fail(c, 400, "invalid Content-Length");
     if (f->has_length && l != f->length) return fail(c, 400, "conflicting Content-Length fields");
     f->has_length = 1;
     f->length = l;
-  } else if (n == 17 && memcmp(name, "transfer-encoding", 17) == 0) {
+  } else if (ci_equal(name, n, "transfer-encoding")) {
     f->has_te = 1;
     /* only "chunked", as the last coding, is understood */
     const char *last = v;
@@ -162,9 +162,9 @@ static int note_field(cursor *c, head_facts *f, const char *name, size_t n, cons
     if (!ci_equal(last, (size_t)(vend - last), "chunked") || last != v)
       return fail(c, is_request ? 501 : 400, "unsupported Transfer-Encoding");
     f->chunked = 1;
-  } else if (n == 10 && memcmp(name, "connection", 10) == 0) {
+  } else if (ci_equal(name, n, "connection")) {
     note_connection(f, v, vend);
-  } else if (n == 6 && memcmp(name, "expect", 6) == 0) {
+  } else if (ci_equal(name, n, "expect")) {
     if (ci_equal(v, vlen, "100-continue")) f->expect_continue = 1;
   }
   return 1;
@@ -269,10 +269,11 @@ static int parse_headers(lua_State *L, cursor *c, int tidx, int is_request, head
       unsigned char ch = (unsigned char)*q;
       if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return fail(c, 400, "control character in a header value");
     }
-    /* (note_field looks only at names as long as the fields it knows) */
-    if (hidx || n == 4 || n == 6 || n == 10 || n == 14 || n == 17) lower_into(name, line, n);
-    if (!note_field(c, f, name, n, v, vend, is_request)) return 0;
-    if (hidx) set_field(L, tidx, hidx, name, n, v, (size_t)(vend - v));
+    if (!note_field(c, f, line, n, v, vend, is_request)) return 0;
+    if (hidx) {
+      lower_into(name, line, n);
+      set_field(L, tidx, hidx, name, n, v, (size_t)(vend - v));
+    }
   }
   return 1;
 }

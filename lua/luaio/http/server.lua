@@ -303,7 +303,7 @@ end
 local function serve_requests(conn)
   local stream, app, compress, extra_head = conn.stream, conn.app, conn.compress, conn.extra_head
   local static, middleware, logging = app._static, app._middleware, conn.access_log
-  local wait, first = conn.header_timeout, true
+  local wait = conn.header_timeout
   while true do
     conn.reading_head = true
     local req, keep_alive, has_body = stream:_read_head("server", wait, Request)
@@ -359,7 +359,7 @@ local function serve_requests(conn)
       if cut or not done then return end
     end
     if not conn.keep_alive then return end
-    if first then first, conn.first, wait = false, false, conn.keepalive_timeout end
+    if conn.first then conn.first, wait = false, conn.keepalive_timeout end
   end
 end
 
